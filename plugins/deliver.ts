@@ -1,0 +1,102 @@
+/*
+ * Haraka plugin `moat-deliver`: hands the message to the internal mailbox server.
+ *
+ * The promise: the client gets 250 only after the internal server answered 250 for the
+ * message (or, with no server configured, after the local Maildir copy is fsynced). A 4xx from
+ * the server becomes 4xx, a 5xx becomes 5xx with the server's text made safe, and a server that
+ * is down or slow becomes 451 within the configured deadlines. Recipients the server refuses
+ * do not fail the others.
+ *
+ * Needs: the forwarder (src/delivery/forwarder.ts) or the Maildir writer.
+ * LIMITATION: when the internal server refuses some recipients at delivery time (after Moat
+ * accepted them at RCPT), the others are delivered and the client gets 250; the refused ones
+ * are logged and counted but no bounce is generated. Use recipient verification
+ * (`recipients = verify`) so the internal server's refusal reaches the sender at RCPT time.
+ */
+
+import { PassThrough, type Readable } from 'node:stream';
+import type { DeliveryResult } from '../src/delivery/types';
+import { logDecision } from '../src/observability/decision-log';
+import { countMessage, countRecipient } from '../src/observability/metrics';
+import { getRuntime, injectFault } from '../src/runtime/context';
+import { hook, refuse, type HookOutcome } from '../src/runtime/hook';
+import type { HarakaConnection, HarakaTransaction } from '../src/runtime/haraka-types';
+import { clientOf, transactionState } from '../src/runtime/state';
+import type { ReasonCode } from '../src/verdict/reasons';
+
+export function register(): void {
+  getRuntime();
+}
+
+export const hook_queue = hook('queue', async (connection: HarakaConnection): Promise<HookOutcome> => {
+  const runtime = getRuntime();
+  const transaction = connection.transaction;
+  const state = transactionState(transaction);
+  injectFault('hook:queue');
+  if (!transaction || !state || !state.decision) return refuse('internal.error');
+
+  // Headers the checks asked for go on the delivered copy.
+  for (const [name, value] of state.decision.headers) transaction.add_header(name, value);
+
+  // Hand the message on; the reply to the client is the internal server's.
+  const result = await runtime.delivery.deliver(
+    { sender: state.sender, recipients: state.recipients },
+    () => openMessage(transaction),
+    transaction.data_bytes,
+  );
+  const reason = deliveryReason(result);
+  const action = result.outcome === 'delivered' || result.outcome === 'partial'
+    ? state.decision.action
+    : (result.outcome === 'tempfail' ? 'tempfail' : 'reject');
+
+  // One line for the delivery, one count per refused recipient.
+  for (const recipient of result.recipients) {
+    if (!recipient.accepted) countRecipient(recipient.code >= 500 ? 'reject' : 'tempfail', reason);
+  }
+  countMessage(action, action === 'deliver' || action === 'tag' ? state.decision.reason : reason);
+  logDecision({
+    event: 'delivery', phase: 'queue', action, reason,
+    message_id: transaction.uuid, client: clientOf(connection),
+    envelope: { from: state.sender, to: state.recipients },
+    downstream: { code: result.code, text: `${result.enhanced} ${result.text}`.trim() },
+    evidence: {
+      verdict: state.decision.reason,
+      downstream: result.downstream,
+      tls: result.tls,
+      size: transaction.data_bytes,
+      detail: result.detail,
+      refused: result.recipients.filter((entry) => !entry.accepted)
+        .map((entry) => `${entry.recipient} ${entry.code} ${entry.enhanced}`.trim()),
+    },
+    duration_ms: Date.now() - state.startedAt,
+  });
+
+  // The reply: 250 only when the server took the message.
+  const reply = { code: result.code, enhanced: result.enhanced || defaultEnhanced(result.code),
+    text: result.text };
+  if (result.outcome === 'delivered' || result.outcome === 'partial') {
+    return { kind: 'accept', reply };
+  }
+  return { kind: 'refuse', reply };
+});
+
+function openMessage(transaction: HarakaTransaction): Readable {
+  // dot_stuffed: true tells Haraka the stored lines are dot-stuffed, so it undoes that: the
+  // forwarder stuffs again for the wire, and the Maildir gets the message as written.
+  const output = new PassThrough();
+  transaction.message_stream.pipe(output, { dot_stuffed: true, line_endings: '\r\n' });
+  return output;
+}
+
+function deliveryReason(result: DeliveryResult): ReasonCode {
+  switch (result.outcome) {
+    case 'delivered': return 'downstream.accepted';
+    case 'partial': return 'downstream.partial';
+    case 'tempfail': return 'downstream.tempfail';
+    case 'rejected': return 'downstream.rejected';
+  }
+}
+
+function defaultEnhanced(code: number): string {
+  return `${Math.floor(code / 100)}.0.0`;
+}

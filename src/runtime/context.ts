@@ -1,0 +1,116 @@
+/*
+ * The per-process runtime shared by Moat's Haraka plugins.
+ *
+ * Each Haraka process (the single process, or each cluster worker) builds one Runtime the
+ * first time a plugin asks for it: the validated configuration, the delivery (forwarder to the
+ * internal server, or the local Maildir), the recipient checker, and the set of open
+ * connections used for limits and draining. Plugins stay thin: they read the Haraka objects,
+ * call these modules, and record the result.
+ */
+
+import { loadConfig } from '../config/load';
+import type { MoatConfig } from '../config/types';
+import { Forwarder } from '../delivery/forwarder';
+import { MaildirDelivery } from '../delivery/maildir';
+import type { Delivery } from '../delivery/types';
+import { RecipientChecker } from '../envelope/recipients';
+import { initLogging, log } from '../observability/decision-log';
+import {
+  countDownstreamConnection, countHookError, observeDownstream,
+} from '../observability/metrics';
+import { setHookErrorReporter } from './hook';
+import { describeConnection, type HarakaConnection } from './haraka-types';
+
+export interface Runtime {
+  config: MoatConfig;
+  delivery: Delivery;
+  forwarder: Forwarder | null;
+  recipients: RecipientChecker;
+  connections: ConnectionRegistry;
+  /** Set when the process is draining for shutdown. */
+  draining: boolean;
+  /** Test-only fault injection, see docs/configuration.md (MOAT_FAULT_INJECT). */
+  faults: Set<string>;
+}
+
+export class ConnectionRegistry {
+  readonly open = new Set<HarakaConnection>();
+  private readonly perIp = new Map<string, number>();
+
+  add(connection: HarakaConnection, ip: string): number {
+    this.open.add(connection);
+    const count = (this.perIp.get(ip) ?? 0) + 1;
+    this.perIp.set(ip, count);
+    return count;
+  }
+
+  remove(connection: HarakaConnection, ip: string): void {
+    if (!this.open.delete(connection)) return;
+    const count = (this.perIp.get(ip) ?? 1) - 1;
+    if (count <= 0) this.perIp.delete(ip);
+    else this.perIp.set(ip, count);
+  }
+}
+
+let runtime: Runtime | null = null;
+
+export function getRuntime(): Runtime {
+  if (runtime) return runtime;
+
+  const config = loadConfig({ root: process.env['MOAT_ROOT'] ?? process.cwd() });
+  initLogging({ level: config.log.level, debug: config.log.debug });
+
+  // Delivery: the internal server when configured, else the local Maildir.
+  const forwarder = config.downstream.address
+    ? new Forwarder(config.downstream, {
+      observer: (event, outcome, seconds) => {
+        if (event === 'reuse') countDownstreamConnection('reused');
+        if (event === 'connect') countDownstreamConnection('new');
+        const operation = event === 'reuse' ? 'connect' : event;
+        observeDownstream(operation, downstreamOutcome(outcome), seconds);
+      },
+    })
+    : null;
+  const delivery: Delivery = forwarder ?? new MaildirDelivery(config.stateDir);
+
+  const recipients = new RecipientChecker({
+    verify: forwarder ? (address) => forwarder.verifyRecipient(address) : null,
+    positiveTtlMs: config.downstream.verifyCachePositiveMs,
+    negativeTtlMs: config.downstream.verifyCacheNegativeMs,
+  });
+
+  setHookErrorReporter(({ hook, error, connection }) => {
+    countHookError(hook);
+    log('error', 'hook', `hook ${hook} failed; answered 451 4.3.0`, {
+      hook,
+      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      stack: error instanceof Error ? error.stack?.split('\n').slice(0, 6).join(' | ') : undefined,
+      connection: connection ? describeConnection(connection as HarakaConnection) : undefined,
+    });
+  });
+
+  runtime = {
+    config, delivery, forwarder, recipients,
+    connections: new ConnectionRegistry(),
+    draining: false,
+    faults: new Set((process.env['MOAT_FAULT_INJECT'] ?? '').split(',').filter(Boolean)),
+  };
+  return runtime;
+}
+
+function downstreamOutcome(outcome: string): 'ok' | 'tempfail' | 'permfail' | 'timeout' | 'error' {
+  switch (outcome) {
+    case 'ok': case 'delivered': case 'partial': case 'accept': return 'ok';
+    case 'tempfail': return 'tempfail';
+    case 'rejected': case 'reject': return 'permfail';
+    case 'timeout': return 'timeout';
+    default: return 'error';
+  }
+}
+
+/** Throws when a test asked for a fault at this point (MOAT_FAULT_INJECT=hook:<name>). */
+export function injectFault(point: string): void {
+  if (runtime?.faults.has(point)) {
+    throw new Error(`fault injected at ${point} (MOAT_FAULT_INJECT)`);
+  }
+}

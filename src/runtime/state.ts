@@ -1,0 +1,88 @@
+/*
+ * What Moat remembers about one connection and one transaction, kept in Haraka's notes.
+ *
+ * The connection stage fills ConnectionState; the envelope stage starts a TransactionState at
+ * MAIL FROM and adds each accepted recipient; the content stage records results into its
+ * Verdict; the delivery stage reads the decision. Nothing here is shared between connections.
+ */
+
+import type { DirtyDataChecker } from '../content/dirty-data';
+import type { Decision } from '../verdict/verdict';
+import { Verdict } from '../verdict/verdict';
+import type { HarakaConnection, HarakaTransaction } from './haraka-types';
+
+export interface ConnectionState {
+  /** The client address: the one presented by PROXY when a load balancer sent it. */
+  clientIp: string;
+  clientPort: number;
+  /** The load balancer's address when PROXY was used. */
+  proxiedBy: string | null;
+  /** Whether this connection was counted in the registry (and must be removed once). */
+  registered: boolean;
+  openedAt: number;
+}
+
+export interface TransactionState {
+  sender: string;
+  /** Recipients accepted at RCPT, lower-case domain, in order. */
+  recipients: string[];
+  /** Recipients refused at RCPT, for the message log line. */
+  refusedRecipients: number;
+  verdict: Verdict;
+  decision: Decision | null;
+  startedAt: number;
+  dataStartedAt: number | null;
+  dataBytes: number;
+  sizeExceeded: boolean;
+  dirty: DirtyDataChecker | null;
+  rateTimer: NodeJS.Timeout | null;
+}
+
+export function connectionState(connection: HarakaConnection): ConnectionState {
+  const existing = connection.notes.moat as ConnectionState | undefined;
+  if (existing) return existing;
+  const state: ConnectionState = {
+    clientIp: connection.remote.ip,
+    clientPort: connection.remote.port,
+    proxiedBy: connection.proxy?.ip ?? null,
+    registered: false,
+    openedAt: Date.now(),
+  };
+  connection.notes.moat = state;
+  return state;
+}
+
+export function startTransaction(transaction: HarakaTransaction, sender: string): TransactionState {
+  const state: TransactionState = {
+    sender,
+    recipients: [],
+    refusedRecipients: 0,
+    verdict: new Verdict(),
+    decision: null,
+    startedAt: Date.now(),
+    dataStartedAt: null,
+    dataBytes: 0,
+    sizeExceeded: false,
+    dirty: null,
+    rateTimer: null,
+  };
+  transaction.notes.moat = state;
+  return state;
+}
+
+export function transactionState(transaction: HarakaTransaction | null): TransactionState | null {
+  return (transaction?.notes.moat as TransactionState | undefined) ?? null;
+}
+
+export function clientOf(connection: HarakaConnection): {
+  ip: string; port: number; proxied_by?: string; helo?: string; tls: boolean;
+} {
+  const state = connectionState(connection);
+  return {
+    ip: state.clientIp,
+    port: state.clientPort,
+    ...(state.proxiedBy ? { proxied_by: state.proxiedBy } : {}),
+    ...(connection.hello?.host ? { helo: connection.hello.host } : {}),
+    tls: connection.tls?.enabled === true,
+  };
+}
