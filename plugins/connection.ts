@@ -64,17 +64,17 @@ export const hook_connect = hook('connect', async (connection: HarakaConnection)
   injectFault('hook:connect');
 
   // Refuse while draining: another node (or this one after restart) will take the mail.
-  if (runtime.draining) return refuseConnection(connection, 'connection.draining', 'refused_draining');
+  if (runtime.draining) return refuseConnection(connection, 'draining', 'refused_draining');
 
   // Limits: the whole process, then the client address.
   if (runtime.connections.open.size >= runtime.config.smtp.maxConnections) {
-    return refuseConnection(connection, 'connection.too_many', 'refused_limit');
+    return refuseConnection(connection, 'too-many-connections', 'refused_limit');
   }
   const count = runtime.connections.add(connection, state.clientIp);
   state.registered = true;
   connectionOpened();
   if (count > runtime.config.smtp.maxConnectionsPerIp) {
-    return refuseConnection(connection, 'connection.too_many_from_ip', 'refused_limit', {
+    return refuseConnection(connection, 'too-many-connections-from-ip', 'refused_limit', {
       connections_from_ip: count, limit: runtime.config.smtp.maxConnectionsPerIp,
     });
   }
@@ -121,16 +121,16 @@ export function shutdown(): void {
 function refuseEarlyTalker(connection: HarakaConnection) {
   if (!connection.early_talker) return CONTINUE;
   logDecision({
-    event: 'connection', phase: 'helo', action: 'reject', reason: 'connection.early_talker',
+    event: 'connection', phase: 'helo', action: 'reject', reason: 'early-talker',
     message_id: connection.uuid, client: clientOf(connection),
   });
   countConnection('refused_early_talker');
-  return refuse('connection.early_talker', undefined, true);
+  return refuse('early-talker', undefined, true);
 }
 
 function refuseConnection(
   connection: HarakaConnection,
-  reason: 'connection.draining' | 'connection.too_many' | 'connection.too_many_from_ip',
+  reason: 'draining' | 'too-many-connections' | 'too-many-connections-from-ip',
   outcome: 'refused_limit' | 'refused_draining',
   evidence: Record<string, unknown> = {},
 ) {

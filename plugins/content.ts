@@ -24,11 +24,11 @@ import type { ReasonCode } from '../src/verdict/reasons';
 import { reasonReply } from '../src/verdict/reasons';
 
 const DIRTY_REASONS: Record<DirtyDataKind, ReasonCode> = {
-  'bare-cr': 'data.bare_cr',
-  'nul': 'data.nul',
-  'bare-lf': 'data.bare_lf',
-  'line-too-long': 'data.line_too_long',
-  'too-many-headers': 'data.too_many_headers',
+  'bare-cr': 'bare-cr',
+  'nul': 'nul',
+  'bare-lf': 'bare-lf',
+  'line-too-long': 'line-too-long',
+  'too-many-headers': 'too-many-headers',
 };
 
 /** How often the data rate of a transaction in DATA is checked. */
@@ -43,8 +43,8 @@ export const hook_data = hook('data', async (connection: HarakaConnection) => {
   const transaction = connection.transaction;
   const state = transactionState(transaction);
   injectFault('hook:data');
-  if (!transaction || !state) return refuse('internal.error');
-  if (state.recipients.length === 0) return refuse('data.no_valid_recipients');
+  if (!transaction || !state) return refuse('internal-error');
+  if (state.recipients.length === 0) return refuse('no-valid-recipients');
 
   // Every line goes through the checker and the size count before Haraka stores it.
   const limits = runtime.config.smtp;
@@ -72,7 +72,7 @@ export const hook_data = hook('data', async (connection: HarakaConnection) => {
 export const hook_data_post = hook('data_post', async (connection: HarakaConnection) => {
   const transaction = connection.transaction;
   const state = transactionState(transaction);
-  if (!transaction || !state) return refuse('internal.error');
+  if (!transaction || !state) return refuse('internal-error');
   stopRateWatch(state);
   injectFault('hook:data_post');
 
@@ -81,7 +81,7 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
   observeMessageSize(state.dataBytes);
   if (state.sizeExceeded) {
     verdict.record({
-      check: 'size', result: 'fail', action: 'reject', reason: 'size.exceeded',
+      check: 'size', result: 'fail', action: 'reject', reason: 'size-exceeded',
       evidence: { bytes: state.dataBytes, limit: getRuntime().config.smtp.maxMessageBytes },
     });
   }
@@ -96,7 +96,7 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
     });
   } else if (transaction.notes.data_line_length_exceeded) {
     verdict.record({
-      check: 'dirty-data', result: 'fail', action: 'reject', reason: 'data.line_too_long',
+      check: 'dirty-data', result: 'fail', action: 'reject', reason: 'line-too-long',
       evidence: { kind: 'line-too-long', detected_by: 'haraka' },
     });
   } else {
@@ -144,10 +144,10 @@ function watchDataRate(
 
     // Too slow: answer 421 and close; the message is not accepted, the client may retry.
     stopRateWatch(state);
-    const reply = reasonReply('connection.slow_data');
-    countMessage('tempfail', 'connection.slow_data');
+    const reply = reasonReply('slow-data');
+    countMessage('tempfail', 'slow-data');
     logDecision({
-      event: 'message', phase: 'data', action: 'tempfail', reason: 'connection.slow_data',
+      event: 'message', phase: 'data', action: 'tempfail', reason: 'slow-data',
       message_id: connection.transaction?.uuid, client: clientOf(connection),
       envelope: { from: state.sender, to: state.recipients },
       evidence: { bytes: state.dataBytes, seconds: Math.round(elapsedMs / 1000), min_rate: minRate },

@@ -33,7 +33,7 @@ export const hook_queue = hook('queue', async (connection: HarakaConnection): Pr
   const transaction = connection.transaction;
   const state = transactionState(transaction);
   injectFault('hook:queue');
-  if (!transaction || !state || !state.decision) return refuse('internal.error');
+  if (!transaction || !state || !state.decision) return refuse('internal-error');
 
   // Headers the checks asked for go on the delivered copy.
   for (const [name, value] of state.decision.headers) transaction.add_header(name, value);
@@ -90,10 +90,10 @@ function openMessage(transaction: HarakaTransaction): Readable {
 
 function deliveryReason(result: DeliveryResult): ReasonCode {
   switch (result.outcome) {
-    case 'delivered': return 'downstream.accepted';
-    case 'partial': return 'downstream.partial';
-    case 'tempfail': return 'downstream.tempfail';
-    case 'rejected': return 'downstream.rejected';
+    case 'delivered': return 'downstream-accepted';
+    case 'partial': return 'downstream-partial';
+    case 'tempfail': return 'downstream-tempfail';
+    case 'rejected': return 'downstream-rejected';
   }
 }
 

@@ -32,8 +32,8 @@ export const hook_mail = hook('mail',
     injectFault('hook:mail');
 
     // A gateway that is stopping takes no new transaction.
-    if (runtime.draining) return refuse('connection.draining', undefined, true);
-    if (connection.early_talker) return refuse('connection.early_talker', undefined, true);
+    if (runtime.draining) return refuse('draining', undefined, true);
+    if (connection.early_talker) return refuse('early-talker', undefined, true);
 
     // The sender path, parsed from the line the client sent.
     const smtputf8 = params[1]?.['SMTPUTF8'] !== undefined;
@@ -42,19 +42,19 @@ export const hook_mail = hook('mail',
     const decision = decideSender(sender);
     if (decision.action !== 'accept') {
       logEnvelope(connection, 'mail', decision, path ?? '', []);
-      return refuse('sender.invalid', replyOf(decision));
+      return { kind: 'refuse', reply: replyOf(decision) };
     }
 
     // A declared size over the limit is refused before any data is sent.
     const declared = Number(params[1]?.['SIZE'] ?? 0);
     if (Number.isFinite(declared) && declared > runtime.config.smtp.maxMessageBytes) {
       logDecision({
-        event: 'message', phase: 'mail', action: 'reject', reason: 'size.declared_too_big',
+        event: 'message', phase: 'mail', action: 'reject', reason: 'size-declared-too-big',
         message_id: connection.transaction?.uuid, client: clientOf(connection),
         envelope: { from: sender.ok ? sender.address : '' },
         evidence: { declared_size: declared, limit: runtime.config.smtp.maxMessageBytes },
       });
-      return refuse('size.declared_too_big');
+      return refuse('size-declared-too-big');
     }
 
     if (connection.transaction) startTransaction(connection.transaction, sender.ok ? sender.address : '');
@@ -67,20 +67,20 @@ export const hook_rcpt = hook('rcpt', async (connection: HarakaConnection): Prom
   const transaction = connection.transaction;
   const state = transactionState(transaction);
   injectFault('hook:rcpt');
-  if (!transaction || !state) return refuse('internal.error');
+  if (!transaction || !state) return refuse('internal-error');
 
   // The recipient limit comes first: past it, nothing else matters for this transaction.
   const path = extractCommandPath(connection.current_line ?? '', 'RCPT TO') ?? '';
   if (state.recipients.length >= runtime.config.smtp.maxRecipients) {
     state.refusedRecipients++;
-    countRecipient('tempfail', 'recipients.too_many');
+    countRecipient('tempfail', 'too-many-recipients');
     logDecision({
-      event: 'recipient', phase: 'rcpt', action: 'tempfail', reason: 'recipients.too_many',
+      event: 'recipient', phase: 'rcpt', action: 'tempfail', reason: 'too-many-recipients',
       message_id: transaction.uuid, client: clientOf(connection),
       envelope: { from: state.sender, to: [path] },
       evidence: { limit: runtime.config.smtp.maxRecipients },
     });
-    return refuse('recipients.too_many');
+    return refuse('too-many-recipients');
   }
 
   // Relay control on the path as sent, then the mailbox itself.

@@ -51,7 +51,7 @@ describe('Forwarder against a real SMTP server', () => {
     await server.stop();
   });
 
-  it('delivers the exact bytes, a line starting with a dot included, over tiny chunks', async () => {
+  it('delivers the exact bytes, lines starting with a dot included, over tiny chunks', async () => {
     const result = await forwarder().deliver(
       { sender: 'alice@sender.example', recipients: ['bob@corp.example', 'carol@corp.example'] },
       messageSource(MESSAGE, 3),
@@ -176,7 +176,8 @@ describe('Forwarder against a real SMTP server', () => {
 
   it('tempfails 4.3.0 and sends nothing on a bare LF or bare CR in the message', async () => {
     const envelope = { sender: 'a@sender.example', recipients: ['bob@corp.example'] };
-    const bareLf = await forwarder().deliver(envelope, messageSource('Subject: x\r\n\r\na\nb\r\n'), 1);
+    const bareLf = await forwarder().deliver(
+      envelope, messageSource('Subject: x\r\n\r\na\nb\r\n'), 1);
     const bareCr = await forwarder().deliver(
       envelope, messageSource('Subject: x\r\n\r\na\r\n.\r\nQUIT\r\n.\rx\r\n', 19), 1);
 

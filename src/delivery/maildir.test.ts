@@ -66,7 +66,8 @@ describe('MaildirDelivery', () => {
     const brokenState = mkdtempSync(path.join(tmpdir(), 'moat-maildir-broken-'));
     writeFileSync(path.join(brokenState, 'maildir'), 'a file where the directory should be');
     try {
-      const result = await new MaildirDelivery(brokenState).deliver(ENVELOPE, messageSource(RAW), 1);
+      const delivery = new MaildirDelivery(brokenState);
+      const result = await delivery.deliver(ENVELOPE, messageSource(RAW), 1);
       assert.deepEqual([result.outcome, result.enhanced], ['tempfail', '4.3.0']);
       assert.match(result.detail, /ENOTDIR|EEXIST/);
     } finally {

@@ -60,7 +60,8 @@ export class MaildirDelivery implements Delivery {
       const name = await this.store(envelope.sender, openMessage);
       return result(true, `stored as new/${name} (${sizeBytes} bytes announced)`);
     } catch (error) {
-      return result(false, `maildir write failed: ${error instanceof Error ? error.message : error}`);
+      const reason = error instanceof Error ? error.message : String(error);
+      return result(false, `maildir write failed: ${reason}`);
     }
   }
 

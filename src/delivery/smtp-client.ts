@@ -19,13 +19,18 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 
 import type { DownstreamConfig, HostPort } from '../config/types';
 import { DotStuffer } from './dot-stuff';
-import { DownstreamError, MessageInputError, type DownstreamFailure, type SmtpStage } from './errors';
+import {
+  DownstreamError,
+  MessageInputError,
+  type DownstreamFailure,
+  type SmtpStage,
+} from './errors';
 import { ReplyParser, replyClass, type SmtpReply } from './reply';
+import { connectTcp, isTlsError, parseExtensions, tlsOptions } from './transport';
 
 export type ClientConfig = Pick<
   DownstreamConfig,
@@ -234,29 +239,19 @@ export class SmtpClient {
       throw this.fail(new DownstreamError('protocol', 'starttls', this.downstream,
         'data after the STARTTLS reply'));
     }
-    const required = this.config.tls === 'required';
-    const expectedName = this.config.tlsName ?? this.address.host;
-    let ca: Buffer | undefined;
-    if (required && this.config.caFile !== null) {
-      try {
-        ca = await readFile(this.config.caFile);
-      } catch (error) {
-        throw this.fail(new DownstreamError('tls', 'starttls', this.downstream,
-          `cannot read CA file ${this.config.caFile}`, { cause: error }));
-      }
+    let options: tls.ConnectionOptions;
+    try {
+      options = await tlsOptions(this.config, this.address.host);
+    } catch (error) {
+      throw this.fail(new DownstreamError('tls', 'starttls', this.downstream,
+        `cannot read CA file ${this.config.caFile}`, { cause: error }));
     }
 
     const plain = this.socket;
     plain.removeAllListeners('data');
     plain.removeAllListeners('close');
     plain.on('error', () => undefined);
-    const secure = tls.connect({
-      socket: plain,
-      ca,
-      rejectUnauthorized: required,
-      servername: net.isIP(expectedName) === 0 ? expectedName : undefined,
-      checkServerIdentity: (_host, cert) => tls.checkServerIdentity(expectedName, cert),
-    });
+    const secure = tls.connect({ ...options, socket: plain });
     this.socket = secure;
     this.attach(secure);
     await this.waitFor('starttls', this.config.connectTimeoutMs, (done) => {
@@ -396,44 +391,4 @@ export class SmtpClient {
     const limit = Number(this.extensions.get('SIZE'));
     return Number.isSafeInteger(limit) && limit > 0 ? limit : null;
   }
-}
-
-function parseExtensions(lines: string[]): Map<string, string> {
-  const extensions = new Map<string, string>();
-  for (const line of lines) {
-    const [keyword = '', ...parameters] = line.trim().split(/\s+/);
-    if (keyword !== '') extensions.set(keyword.toUpperCase(), parameters.join(' '));
-  }
-  return extensions;
-}
-
-function isTlsError(error: Error): boolean {
-  const code = (error as NodeJS.ErrnoException).code ?? '';
-  return /CERT|SSL|TLS|SELF_SIGNED|HOSTNAME|ALTNAME|ERR_TLS/.test(code);
-}
-
-function connectTcp(address: HostPort, timeoutMs: number): Promise<net.Socket> {
-  const downstream = `${address.host}:${address.port}`;
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: address.host, port: address.port });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new DownstreamError('connect', 'connect', downstream,
-        `no connection within ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      // Commands and the final dot are small writes waiting on a reply: do not let Nagle's
-      // algorithm hold them back for a delayed ACK.
-      socket.setNoDelay(true);
-      socket.removeAllListeners('error');
-      resolve(socket);
-    });
-    socket.once('error', (error) => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(new DownstreamError('connect', 'connect', downstream, error.message,
-        { cause: error }));
-    });
-  });
 }

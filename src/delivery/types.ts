@@ -42,7 +42,7 @@ export interface DeliveryResult {
   detail: string;
 }
 
-/** Opens the raw message (CRLF line endings, not dot-stuffed) from its start; may be called twice. */
+/** Opens the raw message (CRLF line endings, not dot-stuffed) from its start. */
 export type MessageSource = () => Readable;
 
 export interface Delivery {

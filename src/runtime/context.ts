@@ -57,7 +57,10 @@ let runtime: Runtime | null = null;
 export function getRuntime(): Runtime {
   if (runtime) return runtime;
 
-  const config = loadConfig({ root: process.env['MOAT_ROOT'] ?? process.cwd() });
+  const config = loadConfig({
+    root: process.env['MOAT_ROOT'] ?? process.cwd(),
+    configDir: process.env['MOAT_CONFIG_DIR'],
+  });
   initLogging({ level: config.log.level, debug: config.log.debug });
 
   // Delivery: the internal server when configured, else the local Maildir.

@@ -58,9 +58,9 @@ export function startDrain(runtime: Runtime, closeResources: () => Promise<void>
 
 function closeWith421(connection: HarakaConnection, forced: boolean): void {
   if (connection.state >= STATE_DISCONNECTING) return;
-  const reply = reasonReply('connection.draining');
+  const reply = reasonReply('draining');
   logDecision({
-    event: 'shutdown', action: 'tempfail', reason: 'connection.draining',
+    event: 'shutdown', action: 'tempfail', reason: 'draining',
     message_id: connection.transaction?.uuid ?? connection.uuid, client: clientOf(connection),
     evidence: { forced, in_transaction: connection.transaction !== null },
   });

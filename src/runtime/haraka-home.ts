@@ -111,6 +111,8 @@ function connectionIni(config: MoatConfig): string {
     `data_line_length=${smtp.maxDataLineLength}`,
     '[message]',
     `helo=${config.smtp.hostname} ESMTP Moat`,
+    // The banner names Moat, not the engine and its version.
+    'greeting[]=Moat',
     'close=closing connection',
     '[uuid]',
     'banner_chars=0',

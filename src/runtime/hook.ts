@@ -5,7 +5,7 @@
  * rejects, kills the worker, and one that never calls `next` leaves the client waiting for the
  * plugin timeout. Moat's hooks are async functions returning a HookOutcome; hook() adapts them
  * so that `next` is called exactly once, and any error becomes a logged 451 4.3.0 (reason
- * `internal.error`) with a metric, never a dead worker or a hung client.
+ * `internal-error`) with a metric, never a dead worker or a hung client.
  *
  * Replies are passed to Haraka as an object whose class is named `DSN`: Haraka's respond()
  * recognises that name and takes the code and text from it, so Moat chooses the exact SMTP code
@@ -125,7 +125,7 @@ function deliverOutcome(outcome: HookOutcome, answer: Next): void {
 
 function fail(name: string, error: unknown, connection: unknown, answer: Next): void {
   safeReport({ hook: name, error, connection });
-  answer(HARAKA.denysoft, new DSN({ ...REASONS['internal.error'].reply }));
+  answer(HARAKA.denysoft, new DSN({ ...REASONS['internal-error'].reply }));
 }
 
 function safeReport(report: HookErrorReport): void {

@@ -33,7 +33,10 @@ export function startGateway(): void {
   // Read and validate everything before anything listens.
   let config: MoatConfig;
   try {
-    config = loadConfig({ root: process.env['MOAT_ROOT'] ?? PROJECT_ROOT });
+    config = loadConfig({
+      root: process.env['MOAT_ROOT'] ?? PROJECT_ROOT,
+      configDir: process.env['MOAT_CONFIG_DIR'],
+    });
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`moat: configuration error: ${error.message}\n`);

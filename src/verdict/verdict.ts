@@ -84,7 +84,7 @@ export class Verdict {
     }
 
     const action = strongest.action ?? 'deliver';
-    const reason = strongest.reason ?? 'internal.error';
+    const reason = strongest.reason ?? 'internal-error';
     const reply = strongest.reply ?? { ...REASONS[reason].reply };
     return {
       action, reason, reply, decidedBy: strongest,

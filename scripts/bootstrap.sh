@@ -1,0 +1,39 @@
+#!/bin/sh
+# Brings a fresh clone to a runnable state, then runs what was asked: start, test or bench.
+#
+# 1. npm packages from the lockfile, which include Node 24 itself (the `node` package): the
+#    machine's own Node may be older, so everything below runs on node_modules/.bin/node.
+# 2. Debian packages the tests and the local scanners need (scripts/ensure-deps.sh installs
+#    them when running as root, and otherwise says what to install).
+# 3. The TypeScript build, into dist/.
+set -eu
+cd "$(dirname "$0")/.."
+what="${1:-start}"
+shift || true
+
+# 1. npm packages, reinstalled when the lockfile changed since the last install.
+if [ ! -x node_modules/.bin/node ] || [ ! -f node_modules/.package-lock.json ] \
+  || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "moat: installing npm packages (npm ci)" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+NODE="$(pwd)/node_modules/.bin/node"
+if ! "$NODE" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 24 ? 0 : 1)'; then
+  echo "moat: node_modules/.bin/node is not Node 24; run: rm -rf node_modules && npm ci" >&2
+  exit 1
+fi
+
+# 2. Debian packages (only what this command needs).
+case "$what" in
+  test|bench) sh scripts/ensure-deps.sh ;;
+esac
+
+# 3. Build.
+"$NODE" node_modules/typescript/bin/tsc -p tsconfig.json
+
+case "$what" in
+  start) exec "$NODE" dist/src/runtime/main.js "$@" ;;
+  test) exec "$NODE" dist/test/run-tests.js "$@" ;;
+  bench) exec "$NODE" dist/bench/run.js "$@" ;;
+  *) echo "usage: bootstrap.sh start|test|bench" >&2; exit 64 ;;
+esac
