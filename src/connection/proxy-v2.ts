@@ -9,8 +9,11 @@
  *
  * Untrusted input: the header bytes (only from listed hosts; everybody else is never read here).
  * Decides: a malformed v2 header closes the connection (Haraka would answer 421 for v1).
- * LIMITATION: TLV extensions (e.g. the TLS information some balancers add) are skipped, and
- * LOCAL commands (health checks) are passed on as `PROXY UNKNOWN`.
+ * A LOCAL command (a balancer's health check) and an address family other than TCP over IPv4
+ * or IPv6 carry no client address: the connection's own endpoints are presented instead, as the
+ * specification asks. (Haraka 3.3.4 answers `PROXY UNKNOWN` with 421 Invalid PROXY format, so
+ * that line would fail every health check that expects a greeting.)
+ * LIMITATION: TLV extensions (e.g. the TLS information some balancers add) are skipped.
  */
 
 import { isIP, type Server, type Socket } from 'node:net';
@@ -25,6 +28,8 @@ export type ProxyV2Result =
   | { kind: 'incomplete' }
   | { kind: 'not-v2' }
   | { kind: 'invalid'; reason: string }
+  /** LOCAL command or an untranslated family: use the connection's own endpoints. */
+  | { kind: 'local'; consumed: number }
   | { kind: 'header'; line: string; consumed: number };
 
 /** Decodes a v2 header at the start of `data`, as the v1 line Haraka understands. */
@@ -43,10 +48,10 @@ export function decodeProxyV2(data: Buffer): ProxyV2Result {
   const consumed = HEADER_BYTES + bodyLength;
   const body = data.subarray(HEADER_BYTES, consumed);
   const command = versionCommand & 0x0f;
-  if (command === 0x0) return { kind: 'header', line: 'PROXY UNKNOWN\r\n', consumed };
+  if (command === 0x0) return { kind: 'local', consumed };
   if (command !== 0x1) return { kind: 'invalid', reason: 'unknown command' };
 
-  // Addresses: 0x11 TCP over IPv4, 0x21 TCP over IPv6; anything else is UNKNOWN.
+  // Addresses: 0x11 TCP over IPv4, 0x21 TCP over IPv6; anything else names no usable client.
   if (familyProtocol === 0x11) {
     if (body.length < 12) return { kind: 'invalid', reason: 'IPv4 addresses truncated' };
     const source = [...body.subarray(0, 4)].join('.');
@@ -61,7 +66,22 @@ export function decodeProxyV2(data: Buffer): ProxyV2Result {
     return { kind: 'header', consumed,
       line: `PROXY TCP6 ${source} ${destination} ${body.readUInt16BE(32)} ${body.readUInt16BE(34)}\r\n` };
   }
-  return { kind: 'header', line: 'PROXY UNKNOWN\r\n', consumed };
+  return { kind: 'local', consumed };
+}
+
+/**
+ * The v1 line naming the connection's own endpoints, or null when the socket has none left
+ * (already closed). IPv4-mapped IPv6 addresses are presented as IPv4.
+ */
+export function endpointsLine(
+  socket: Pick<Socket, 'remoteAddress' | 'remotePort' | 'localAddress' | 'localPort'>,
+): string | null {
+  const client = (socket.remoteAddress ?? '').replace(/^::ffff:/i, '');
+  const server = (socket.localAddress ?? '').replace(/^::ffff:/i, '');
+  const family = isIP(client);
+  if (family === 0 || isIP(server) !== family) return null;
+  if (socket.remotePort === undefined || socket.localPort === undefined) return null;
+  return `PROXY TCP${family} ${client} ${server} ${socket.remotePort} ${socket.localPort}\r\n`;
 }
 
 function ipv6(bytes: Buffer): string {
@@ -145,6 +165,15 @@ function readFirstBytes(socket: Socket, handOver: () => void): void {
         socket.end('421 4.7.0 Invalid PROXY header\r\n');
         socket.destroy();
         return;
+      case 'local': {
+        const line = endpointsLine(socket);
+        if (line === null) {
+          onError();
+          return;
+        }
+        done(Buffer.concat([Buffer.from(line, 'latin1'), buffered.subarray(decoded.consumed)]));
+        return;
+      }
       case 'header':
         done(Buffer.concat([Buffer.from(decoded.line, 'latin1'), buffered.subarray(decoded.consumed)]));
     }

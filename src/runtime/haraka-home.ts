@@ -98,6 +98,7 @@ function connectionIni(config: MoatConfig): string {
     '[headers]',
     `max_lines=${smtp.maxHeaderLines}`,
     'max_received=100',
+    'show_version=false',
     // Moat writes its own Authentication-Results; Haraka must not add or rename any.
     'clean_auth_results=false',
     '[max]',

@@ -119,7 +119,11 @@ function deliverOutcome(outcome: HookOutcome, answer: Next): void {
         ? (outcome.disconnect ? HARAKA.denysoftdisconnect : HARAKA.denysoft)
         : (outcome.disconnect ? HARAKA.denydisconnect : HARAKA.deny);
       answer(code, new DSN(outcome.reply));
+      return;
     }
+    default:
+      // Unreachable for typed callers; a malformed outcome must still answer the client.
+      throw new TypeError(`hook outcome of unknown kind ${JSON.stringify(outcome)}`);
   }
 }
 

@@ -20,10 +20,10 @@ const QUARANTINE: CheckResult = {
   check: 'rule:spoofed-ceo', result: 'fail', action: 'quarantine', reason: 'clean',
 };
 const TEMPFAIL: CheckResult = {
-  check: 'clamd', result: 'temperror', action: 'tempfail', reason: 'internal.error',
+  check: 'clamd', result: 'temperror', action: 'tempfail', reason: 'internal-error',
 };
 const REJECT: CheckResult = {
-  check: 'dirty-data', result: 'fail', action: 'reject', reason: 'data.bare_cr',
+  check: 'dirty-data', result: 'fail', action: 'reject', reason: 'bare-cr',
 };
 
 describe('Verdict.decide precedence', () => {
@@ -72,27 +72,34 @@ describe('Verdict.decide precedence', () => {
   it('reject beats everything recorded around it', () => {
     const decision = verdictOf(TAG, TEMPFAIL, REJECT, QUARANTINE).decide();
     assert.equal(decision.action, 'reject');
-    assert.equal(decision.reason, 'data.bare_cr');
-    assert.deepEqual(decision.reply, REASONS['data.bare_cr'].reply);
+    assert.equal(decision.reason, 'bare-cr');
+    assert.deepEqual(decision.reply, REASONS['bare-cr'].reply);
   });
 
   it('the first recorded result wins among equal actions', () => {
     const first: CheckResult = {
-      check: 'relay', result: 'fail', action: 'reject', reason: 'relay.denied',
+      check: 'headers', result: 'fail', action: 'reject', reason: 'too-many-headers',
     };
     const second: CheckResult = {
-      check: 'clamd', result: 'fail', action: 'reject', reason: 'data.nul',
+      check: 'clamd', result: 'fail', action: 'reject', reason: 'nul',
     };
     const decision = verdictOf(TAG, first, second).decide();
     assert.equal(decision.decidedBy, first);
-    assert.equal(decision.reason, 'relay.denied');
-    assert.equal(decision.reply.code, 550);
+    assert.equal(decision.reason, 'too-many-headers');
+    assert.deepEqual(decision.reply, REASONS['too-many-headers'].reply);
+
+    // Two tempfails: the earlier one decides too.
+    const slow: CheckResult = {
+      check: 'downstream', result: 'temperror', action: 'tempfail', reason: 'downstream-tempfail',
+    };
+    assert.equal(verdictOf(slow, TEMPFAIL).decide().reason, 'downstream-tempfail');
+    assert.equal(verdictOf(TEMPFAIL, slow).decide().reason, 'internal-error');
   });
 
-  it('a result without a reason decides with internal.error', () => {
+  it('a result without a reason decides with internal-error', () => {
     const decision = verdictOf({ check: 'odd', result: 'error', action: 'tempfail' }).decide();
-    assert.equal(decision.reason, 'internal.error');
-    assert.deepEqual(decision.reply, REASONS['internal.error'].reply);
+    assert.equal(decision.reason, 'internal-error');
+    assert.deepEqual(decision.reply, REASONS['internal-error'].reply);
   });
 });
 
@@ -100,16 +107,16 @@ describe('Verdict.decide reply and headers', () => {
   it('a result carrying its own reply overrides the reason default', () => {
     const reply = { code: 554, enhanced: '5.7.1', text: 'Virus found: Eicar-Test-Signature' };
     const decision = verdictOf(
-      TAG, { check: 'clamd', result: 'fail', action: 'reject', reason: 'data.nul', reply },
+      TAG, { check: 'clamd', result: 'fail', action: 'reject', reason: 'nul', reply },
     ).decide();
     assert.deepEqual(decision.reply, reply);
-    assert.equal(decision.reason, 'data.nul');
+    assert.equal(decision.reason, 'nul');
   });
 
   it('the default reply is a copy the caller may change safely', () => {
     const decision = verdictOf(REJECT).decide();
     decision.reply.code = 999;
-    assert.equal(REASONS['data.bare_cr'].reply.code, 554);
+    assert.equal(REASONS['bare-cr'].reply.code, 554);
   });
 
   it('keeps added headers in the order they were added', () => {
@@ -184,9 +191,9 @@ describe('REASONS table', () => {
   }
 
   it('reasonReply returns a copy of the row reply', () => {
-    const reply = reasonReply('relay.denied');
-    assert.deepEqual(reply, REASONS['relay.denied'].reply);
+    const reply = reasonReply('downstream-rejected');
+    assert.deepEqual(reply, REASONS['downstream-rejected'].reply);
     reply.text = 'changed';
-    assert.equal(REASONS['relay.denied'].reply.text, 'Relay access denied');
+    assert.equal(REASONS['downstream-rejected'].reply.text, 'Refused by the internal server');
   });
 });

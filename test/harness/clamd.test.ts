@@ -74,3 +74,31 @@ describe('clamd harness', () => {
     assert.equal(await clamdCommand(clamd.address, 'PING'), 'PONG');
   });
 });
+
+describe('clamd harness with small limits', () => {
+  let clamd: ClamdServer;
+
+  before(async () => {
+    clamd = await startClamd({ settings: { MaxFileSize: '1K', MaxScanSize: '1K' } });
+  });
+  after(async () => {
+    await clamd?.stop();
+  });
+
+  it('reports content past the limits as Heuristics.Limits.Exceeded, not clean', async () => {
+    const message = plainMessage({ body: `${'x'.repeat(4096)}\r\n` });
+    const reply = await clamdScan(clamd.address, message);
+    assert.match(reply, /^stream: Heuristics\.Limits\.Exceeded\.\w+ FOUND$/);
+  });
+});
+
+describe('clamd harness start errors', () => {
+  it("fails fast with clamd's own words when its config is refused", async () => {
+    await assert.rejects(startClamd({ settings: { MaxFileSize: 'banana' } }), (error: Error) => {
+      assert.equal(error.name, 'DaemonStartError');
+      assert.match(error.message, /exited before answering/);
+      assert.match(error.message, /Incorrect argument format for option MaxFileSize/);
+      return true;
+    });
+  });
+});

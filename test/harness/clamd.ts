@@ -63,7 +63,8 @@ export function clamavFixtureDir(): string {
     if (existsSync(candidate)) return candidate;
     const parent = dirname(folder);
     if (parent === folder) {
-      throw new DaemonStartError('clamd', 'cannot find test/fixtures/clamav above ' + __dirname, '');
+      const message = `cannot find test/fixtures/clamav above ${__dirname}`;
+      throw new DaemonStartError('clamd', message, '');
     }
     folder = parent;
   }

@@ -27,7 +27,8 @@ describe('dns harness', () => {
   });
 
   it('answers A and AAAA with their TTL', async () => {
-    dns.add('mail.example.org', 'A', '192.0.2.10', 120).add('mail.example.org', 'AAAA', '2001:db8::10');
+    dns.add('mail.example.org', 'A', '192.0.2.10', 120);
+    dns.add('mail.example.org', 'AAAA', '2001:db8::10');
     assert.deepEqual(await resolver.resolve4('MAIL.example.org', { ttl: true }), [
       { address: '192.0.2.10', ttl: 120 },
     ]);
@@ -46,7 +47,8 @@ describe('dns harness', () => {
     dns.add('example.org', 'MX', { preference: 10, exchange: 'mx.example.org' });
     dns.add(ptrName('192.0.2.10'), 'PTR', 'mail.example.org');
     dns.add(ptrName('2001:db8::1'), 'PTR', 'v6.example.org');
-    dns.add('www.example.org', 'CNAME', 'host.example.org').add('host.example.org', 'A', '192.0.2.20');
+    dns.add('www.example.org', 'CNAME', 'host.example.org');
+    dns.add('host.example.org', 'A', '192.0.2.20');
     const mx = await resolver.resolveMx('example.org');
     assert.deepEqual(mx.map(({ priority, exchange }) => ({ priority, exchange })), [
       { priority: 10, exchange: 'mx.example.org' },
@@ -56,7 +58,7 @@ describe('dns harness', () => {
     assert.deepEqual(await resolver.resolve4('www.example.org'), ['192.0.2.20']);
   });
 
-  it('answers NXDOMAIN for unknown names and NODATA for a known name without the type', async () => {
+  it('answers NXDOMAIN for unknown names, NODATA for known names without the type', async () => {
     dns.add('a.example.org', 'A', '192.0.2.1');
     await assert.rejects(resolver.resolve4('nothing.example.org'), { code: 'ENOTFOUND' });
     await assert.rejects(resolver.resolveTxt('a.example.org'), { code: 'ENODATA' });

@@ -44,7 +44,10 @@ const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REF
 const MAX_CNAME_HOPS = 8;
 const PLAIN_UDP_LIMIT = 512;
 
-type Fault = { kind: 'blackhole' } | { kind: 'rcode'; rcode: number } | { kind: 'delay'; ms: number };
+type Fault =
+  | { kind: 'blackhole' }
+  | { kind: 'rcode'; rcode: number }
+  | { kind: 'delay'; ms: number };
 
 function normalise(name: string): string {
   return name.toLowerCase().replace(/\.$/, '');

@@ -161,7 +161,7 @@ export class Daemon {
     return this.exitCode === null && this.exitSignal === null;
   }
 
-  /** The last few kilobytes the daemon wrote to stdout and stderr. */
+  /** The last few kilobytes the daemon wrote to stdout and stderr, and to its log file. */
   logTail(): string {
     if (!this.logFile || !existsSync(this.logFile)) return this.output;
     const fileTail = readFileSync(this.logFile, 'utf8').slice(-8192);

@@ -13,10 +13,12 @@
 import { crc32, deflateRawSync } from 'node:zlib';
 
 /** The 68-byte EICAR test string. */
-export const EICAR_STRING = 'X5O!P%@AP[4\\PZX54(P^)7CC)7}$' + 'EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*';
+export const EICAR_STRING =
+  'X5O!P%@AP[4\\PZX54(P^)7CC)7}$' + 'EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*';
 
 /** The GTUBE string; SpamAssassin gives it about 1000 points. */
-export const GTUBE_STRING = 'XJS*C4JDBQADN1.NSBN3*2IDNEN*' + 'GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X';
+export const GTUBE_STRING =
+  'XJS*C4JDBQADN1.NSBN3*2IDNEN*' + 'GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X';
 
 /** Matched by the fixture signature Moat.Test.Marker. */
 export const CLAMAV_MARKER = 'MOAT-CLAMAV-TEST-MARKER-7Q2X9';

@@ -39,6 +39,11 @@ describe('spamd harness', () => {
     assert.ok(!verdict.symbols.includes('GTUBE'));
   });
 
+  it('scores a message whose last line has no newline (the client half-closes)', async () => {
+    const verdict = await spamdCheck(spamd.address, plainMessage({ body: GTUBE_STRING }));
+    assert.equal(verdict.isSpam, true);
+  });
+
   it('stops answering while paused and answers again after resume', async () => {
     spamd.pause();
     await assert.rejects(spamcRequest(spamd.address, 'PING', '', 500), /no complete reply/);

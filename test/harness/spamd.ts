@@ -70,7 +70,10 @@ export async function spamcRequest(
   const head = message
     ? `${command} SPAMC/1.5\r\nContent-length: ${body.length}\r\n\r\n`
     : `${command} SPAMC/1.5\r\n\r\n`;
-  const raw = (await tcpExchange(address, [head, body], { timeoutMs })).toString('utf8');
+  // Half-close after sending, as spamc does: spamd 4.0.1 reads a message that does not end in
+  // a newline until end of input, whatever Content-length says, and would otherwise hang.
+  const reply = await tcpExchange(address, [head, body], { timeoutMs, endAfterWrite: true });
+  const raw = reply.toString('utf8');
 
   const headEnd = raw.indexOf('\r\n\r\n');
   const headText = headEnd === -1 ? raw : raw.slice(0, headEnd);

@@ -1,0 +1,82 @@
+#!/bin/sh
+# ensure-deps.sh: make sure the daemons and tools Moat's tests run for real are installed.
+#
+# Checks for redis-server, redis-cli, clamd, clamscan, spamd, spamassassin and openssl. When
+# all are there it does nothing (fast, no network). When some are missing:
+#   - as root: one `apt-get update`, then installs the Debian packages that provide them;
+#   - otherwise: prints the packages to install and exits 1.
+#
+# It never starts a system service. While it installs, a temporary policy-rc.d forbids the
+# packages from starting their daemons (invoke-rc.d and deb-systemd-invoke obey it); the tests
+# run redis-server, clamd and spamd themselves, with their own configs on random loopback ports,
+# so a system copy that is (or is not) running does not matter either way.
+#
+# Usage: sh scripts/ensure-deps.sh [--check]   (--check: report only, never install)
+
+set -eu
+
+check_only=no
+[ "${1:-}" = "--check" ] && check_only=yes
+
+# command:package pairs. Daemons live in /usr/sbin, which a non-root PATH may lack.
+NEEDS="redis-server:redis-server redis-cli:redis-tools clamd:clamav-daemon clamscan:clamav
+spamd:spamd spamassassin:spamassassin openssl:openssl"
+
+have() {
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/local/sbin/$1" ]
+}
+
+missing_packages=""
+missing_commands=""
+for pair in $NEEDS; do
+    cmd=${pair%%:*}
+    pkg=${pair#*:}
+    if ! have "$cmd"; then
+        missing_commands="$missing_commands $cmd"
+        case " $missing_packages " in
+            *" $pkg "*) ;;
+            *) missing_packages="$missing_packages $pkg" ;;
+        esac
+    fi
+done
+
+if [ -z "$missing_packages" ]; then
+    exit 0
+fi
+
+echo "ensure-deps: missing:$missing_commands" >&2
+if [ "$check_only" = yes ] || [ "$(id -u)" != 0 ]; then
+    echo "ensure-deps: install as root with:" >&2
+    echo "  apt-get update && apt-get install -y --no-install-recommends$missing_packages" >&2
+    exit 1
+fi
+
+# Forbid service starts during the install, unless the machine already has its own policy.
+policy=/usr/sbin/policy-rc.d
+made_policy=no
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# Temporary, from Moat scripts/ensure-deps.sh\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    made_policy=yes
+fi
+cleanup() {
+    if [ "$made_policy" = yes ]; then rm -f "$policy"; fi
+}
+trap cleanup EXIT INT TERM
+
+echo "ensure-deps: installing$missing_packages" >&2
+apt-get update
+# shellcheck disable=SC2086 # the package list is meant to split into words
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing_packages
+
+# Say clearly if the install did not bring what we need.
+still_missing=""
+for pair in $NEEDS; do
+    cmd=${pair%%:*}
+    have "$cmd" || still_missing="$still_missing $cmd"
+done
+if [ -n "$still_missing" ]; then
+    echo "ensure-deps: still missing after install:$still_missing" >&2
+    exit 1
+fi
+echo "ensure-deps: done" >&2

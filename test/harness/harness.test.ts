@@ -1,0 +1,67 @@
+/*
+ * Proves the harness's promise that no daemon outlives its test process: a child node process
+ * starts a real redis-server through the harness and then dies without stopping it (an
+ * uncaught exception, a SIGTERM, a plain exit); the redis port must refuse afterwards.
+ *
+ * Each service has its own test beside its module (redis, clamd, spamd, dns, downstream,
+ * smtp-talk); this file covers what they share.
+ */
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+
+import { redisAnswersPing } from './redis';
+
+type Ending = 'throw' | 'sigterm' | 'exit';
+
+/** Run a child that starts redis, report its port and temp dir, then end it as asked. */
+function runChild(ending: Ending): Promise<{ port: number; workDir: string; code: number | null }> {
+  const harness = JSON.stringify(join(__dirname, 'redis.js'));
+  const script = `
+    const { startRedis } = require(${harness});
+    startRedis().then((redis) => {
+      const dirs = require('node:fs').readdirSync(require('node:os').tmpdir());
+      console.log(JSON.stringify({ port: redis.port, dirs }));
+      if (${JSON.stringify(ending)} === 'throw') setTimeout(() => { throw new Error('boom'); }, 10);
+      if (${JSON.stringify(ending)} === 'exit') setTimeout(() => process.exit(3), 10);
+      if (${JSON.stringify(ending)} === 'sigterm') setInterval(() => {}, 1000);
+    });
+  `;
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    let report: { port: number; dirs: string[] } | undefined;
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      if (report || !output.includes('\n')) return;
+      report = JSON.parse(output.split('\n')[0] as string);
+      if (ending === 'sigterm') child.kill('SIGTERM');
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (!report) return reject(new Error(`child reported nothing: ${output}`));
+      const workDir = report.dirs.find((dir) => dir.startsWith('moat-redis-')) ?? '';
+      resolve({ port: report.port, workDir, code });
+    });
+  });
+}
+
+describe('harness safety net', () => {
+  for (const ending of ['throw', 'sigterm', 'exit'] as const) {
+    it(`kills redis-server when its test process ends by ${ending}`, async () => {
+      const { port, code } = await runChild(ending);
+      assert.notEqual(code, 0);
+      await assert.rejects(redisAnswersPing(port, 1000), /ECONNREFUSED/);
+    });
+  }
+
+  it('removes the temporary directory of a daemon left running', async () => {
+    const { workDir } = await runChild('exit');
+    assert.ok(workDir, 'the child made a moat-redis- directory');
+    assert.equal(existsSync(join(tmpdir(), workDir)), false);
+  });
+});
