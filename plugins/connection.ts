@@ -13,6 +13,7 @@
  * worker counts its own connections. Shared limits come with the Redis rate limiter.
  */
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import { installProxyV2Translation } from '../src/connection/proxy-v2';
 import { logDecision, log } from '../src/observability/decision-log';
 import { startMetricsServer, type MetricsServer } from '../src/observability/http';
@@ -77,6 +78,18 @@ export const hook_connect = hook('connect', async (connection: HarakaConnection)
     return refuseConnection(connection, 'too-many-connections-from-ip', 'refused_limit', {
       connections_from_ip: count, limit: runtime.config.smtp.maxConnectionsPerIp,
     });
+  }
+
+  // Hold the greeting back: whatever arrives meanwhile marks the client an early talker.
+  if (runtime.config.smtp.greetingDelayMs > 0) await sleep(runtime.config.smtp.greetingDelayMs);
+  if (connection.early_talker) {
+    logDecision({
+      event: 'connection', phase: 'connect', action: 'reject', reason: 'early-talker',
+      message_id: connection.uuid, client: clientOf(connection),
+      evidence: { greeting_delay_ms: runtime.config.smtp.greetingDelayMs },
+    });
+    countConnection('refused_early_talker');
+    return refuse('early-talker', undefined, true);
   }
 
   countConnection('accepted');

@@ -88,6 +88,9 @@ export const SETTINGS: readonly SettingSpec[] = [
   { section: 'smtp', key: 'min_data_rate_grace', default: '30s',
     why: 'the rate is only enforced after this, so slow starts and small messages are fine',
     parse: (raw) => parseDuration(raw, 0, HOUR) },
+  { section: 'smtp', key: 'greeting_delay', default: '0s',
+    why: 'wait before the greeting; a client talking meanwhile gets 554 (1s-6s catches bots)',
+    parse: (raw) => parseDuration(raw, 0, MINUTE) },
   { section: 'smtp', key: 'proxy_hosts', env: 'MOAT_PROXY_HOSTS', default: '',
     why: 'nobody may send a PROXY header unless listed: it would let them choose their address',
     parse: listOf(parseCidr) },
@@ -118,8 +121,8 @@ export const SETTINGS: readonly SettingSpec[] = [
   { section: 'domains', key: 'recipients', default: 'any',
     why: 'how recipients are checked at RCPT: any, list, verify (ask downstream), list+verify',
     parse: (raw) => parseChoice(raw, ['any', 'list', 'verify', 'list+verify'] as const) },
-  { section: 'domains', key: 'recipient_list', default: 'config/recipients.txt',
-    why: 'addresses accepted in list mode, one a line; @domain accepts a whole domain',
+  { section: 'domains', key: 'recipient_list', default: 'recipients.txt',
+    why: 'list-mode addresses, one a line (@domain for all); relative to the config folder',
     parse: path },
 
   // ---- Internal mailbox server --------------------------------------------------------------

@@ -103,6 +103,7 @@ export function loadConfig(options: LoadOptions = {}): MoatConfig {
       idleTimeoutMs: get('smtp.idle_timeout'),
       minDataRate: get('smtp.min_data_rate'),
       minDataRateGraceMs: get('smtp.min_data_rate_grace'),
+      greetingDelayMs: get('smtp.greeting_delay'),
       proxyHosts: get('smtp.proxy_hosts'),
       tlsCert: nullIfEmpty(get<string>('smtp.tls_cert'), rootPath),
       tlsKey: nullIfEmpty(get<string>('smtp.tls_key'), rootPath),
@@ -142,7 +143,7 @@ export function loadConfig(options: LoadOptions = {}): MoatConfig {
   // Cross-checks between settings.
   checkTls(config);
   buildDomains(config, get<string[]>('domains.accepted'), get<RecipientMode>('domains.recipients'),
-    rootPath(get<string>('domains.recipient_list')), sources, domainSections);
+    resolve(configDir, get<string>('domains.recipient_list')), sources, domainSections);
   return config;
 }
 

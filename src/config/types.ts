@@ -42,6 +42,8 @@ export interface SmtpConfig {
   /** Bytes per second a client must sustain during DATA after the grace period. */
   minDataRate: number;
   minDataRateGraceMs: number;
+  /** Pause before the greeting, so clients that talk first reveal themselves. */
+  greetingDelayMs: number;
   proxyHosts: string[];
   tlsCert: string | null;
   tlsKey: string | null;
