@@ -21,7 +21,9 @@ import { after, before, describe, test } from 'node:test';
 import { startDownstream, type Downstream } from '../harness/downstream';
 import { startGateway, type Gateway } from '../harness/gateway';
 import { freePort } from '../harness/ports';
-import { sendMail, SmtpTalk, type SendMailStep } from '../harness/smtp-talk';
+import {
+  dotStuff, sendMail, SmtpTalk, type SendMailStep, type SmtpTalkReply,
+} from '../harness/smtp-talk';
 import { makeTestCertificates } from '../harness/tls';
 
 const SENDER = 'alice@sender.example.org';
@@ -59,16 +61,287 @@ function deliveryFor(gateway: Gateway, recipient: string): Promise<Record<string
 /** A quiet moment for a reply the gateway might still send, before asserting it did not. */
 const settle = (ms = 300): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Send one message with a raw client, returning the final-dot reply and how long it took. */
-async function timedDelivery(
+/** One transaction with a raw client; times the reply to the final dot. */
+async function timedMessage(
   gateway: Gateway, to: string, data: string,
-): Promise<{ reply: Awaited<ReturnType<SmtpTalk['readReply']>>; elapsedMs: number }> {
+): Promise<{ reply: SmtpTalkReply; elapsedMs: number }> {
   const talk = await SmtpTalk.connect(gateway.host, gateway.port);
   try {
     await talk.expect(220);
-    await talk.expect(250).catch(() => undefined).then(() => undefined).finally(() => undefined);
-    return { reply: await talk.readReply(), elapsedMs: 0 };
+    await talk.command('EHLO client.example.org');
+    assert.equal((await talk.command(`MAIL FROM:<${SENDER}>`)).code, 250);
+    assert.equal((await talk.command(`RCPT TO:<${to}>`)).code, 250);
+    assert.equal((await talk.command('DATA')).code, 354);
+    const started = performance.now();
+    talk.send(dotStuff(data));
+    const reply = await talk.readReply();
+    return { reply, elapsedMs: performance.now() - started };
   } finally {
     talk.close();
   }
 }
+
+/** Printable ASCII only: what Moat may repeat to an internet client. */
+function assertSafeText(reply: SmtpTalkReply): void {
+  assert.match(reply.raw, /^(\d{3}[ -][\x20-\x7e]*\r\n)+$/, `unsafe reply: ${JSON.stringify(reply.raw)}`);
+}
+
+describe('downstream: a working internal server', () => {
+  let downstream: Downstream;
+  let gateway: Gateway;
+
+  before(async () => {
+    downstream = await startDownstream();
+    gateway = await startGateway({
+      env: { MOAT_DOWNSTREAM: downstream.address },
+      ini: '[downstream]\ndata_timeout = 1s\n',
+    });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await downstream?.stop();
+  });
+
+  // First in this group, so the count covers every connection the gateway ever opened.
+  test('three messages in a row share one downstream connection (pool reuse)', async () => {
+    for (const subject of ['reuse one', 'reuse two', 'reuse three']) {
+      const steps = await mail(gateway, ['bob@example.com'], message(subject));
+      assert.equal(replyOf(steps, 'message').code, 250, replyOf(steps, 'message').raw);
+    }
+    const delivered = await downstream.waitForMessages(3);
+    assert.equal(delivered.length, 3);
+    assert.equal(downstream.connections, 1);
+    assert.deepEqual(delivered.map((entry) => entry.connectionNumber), [1, 1, 1]);
+  });
+
+  test('a clean message arrives byte for byte, with only Received: added on top', async () => {
+    downstream.reset();
+    const body = 'First line.\r\n.Leading dot line\r\n..two dots\r\nLast line.\r\n';
+    const original = message('byte for byte', body);
+    const steps = await mail(gateway, ['bob@example.com'], original);
+    assert.equal(replyOf(steps, 'message').code, 250, replyOf(steps, 'message').raw);
+
+    const [delivered] = await downstream.waitForMessages(1);
+    assert.ok(delivered);
+    assert.deepEqual(delivered.rcptTo, ['bob@example.com']);
+    assert.equal(delivered.mailFrom, SENDER);
+
+    // The tail is the original exactly; what is on top is Received: header fields only.
+    const data = delivered.data.toString('latin1');
+    assert.ok(data.endsWith(original), `delivered data does not end with the original:\n${data}`);
+    const added = data.slice(0, data.length - original.length);
+    assert.match(added, /^Received: /);
+    const addedFields = added.split(/\r\n(?![ \t])/).filter((field) => field !== '');
+    for (const field of addedFields) assert.match(field, /^Received: /, `added: ${field}`);
+
+    // In data the dot lines are as written; on the wire they are stuffed; CRLF only.
+    const wire = delivered.wire.toString('latin1');
+    assert.ok(data.includes('\r\n.Leading dot line\r\n'), 'dot line not unstuffed in data');
+    assert.ok(wire.includes('\r\n..Leading dot line\r\n'), 'dot line not stuffed on the wire');
+    assert.ok(wire.includes('\r\n...two dots\r\n'), 'double dot line not stuffed on the wire');
+    assert.doesNotMatch(wire, /(^|[^\r])\n/, 'bare LF on the wire');
+    assert.doesNotMatch(wire, /\r(?!\n)/, 'bare CR on the wire');
+
+    const line = await deliveryFor(gateway, 'bob@example.com');
+    assert.equal(line['action'], 'deliver');
+    assert.equal(line['reason'], 'downstream-accepted');
+  });
+
+  test('one recipient refused by the internal server: 250, the others get the message',
+    async () => {
+      downstream.reset();
+      downstream.refuseRecipient('carol@example.com', { code: 550, text: '5.1.1 No such user' });
+      const to = ['bob@example.com', 'carol@example.com', 'dave@example.com'];
+      const steps = await mail(gateway, to, message('partial'));
+      for (const recipient of to) assert.equal(replyOf(steps, `RCPT ${recipient}`).code, 250);
+      assert.equal(replyOf(steps, 'message').code, 250, replyOf(steps, 'message').raw);
+
+      const [delivered] = await downstream.waitForMessages(1);
+      assert.deepEqual(delivered?.rcptTo, ['bob@example.com', 'dave@example.com']);
+
+      const line = await deliveryFor(gateway, 'carol@example.com');
+      assert.equal(line['reason'], 'downstream-partial');
+      const refused = (line['evidence'] as { refused?: string[] }).refused ?? [];
+      assert.equal(refused.length, 1, JSON.stringify(line));
+      assert.match(refused[0] ?? '', /^carol@example\.com 550 5\.1\.1/);
+    });
+
+  test('the final dot refused with 554: the client gets 5xx with the text made safe',
+    async () => {
+      downstream.reset();
+      const text = `5.7.1 Refus\u00e9: looks like spam \u2013 ${'x'.repeat(300)}`;
+      downstream.replyToData({ code: 554, text });
+      const steps = await mail(gateway, ['erin@example.com'], message('refused at dot'));
+      const reply = replyOf(steps, 'message');
+      assert.equal(Math.floor(reply.code / 100), 5, reply.raw);
+      assert.match(reply.raw, /looks like spam/);
+      assertSafeText(reply);
+      assert.ok(reply.raw.length < 300, `reply not cut to a sane length: ${reply.raw.length}`);
+
+      const line = await deliveryFor(gateway, 'erin@example.com');
+      assert.equal(line['action'], 'reject');
+      assert.equal(line['reason'], 'downstream-rejected');
+      await settle();
+      assert.equal(downstream.messages.length, 0);
+    });
+
+  test('the final dot answered 452: the client gets 4xx, nothing recorded', async () => {
+    downstream.reset();
+    downstream.replyToData({ code: 452, text: '4.3.1 Mailbox store busy' });
+    const steps = await mail(gateway, ['frank@example.com'], message('tempfail at dot'));
+    const reply = replyOf(steps, 'message');
+    assert.equal(Math.floor(reply.code / 100), 4, reply.raw);
+
+    const line = await deliveryFor(gateway, 'frank@example.com');
+    assert.equal(line['action'], 'tempfail');
+    assert.equal(line['reason'], 'downstream-tempfail');
+    await settle();
+    assert.equal(downstream.messages.length, 0);
+  });
+
+  test('a final-dot reply slower than data_timeout: 451 4.4.2, nothing recorded', async () => {
+    downstream.reset();
+    downstream.delayDataReply(3000);
+    const { reply } = await timedMessage(gateway, 'gina@example.com', message('slow dot'));
+    assert.equal(reply.code, 451, reply.raw);
+    assert.match(reply.raw, /^451 4\.4\.2 /);
+
+    // The downstream would have said 250 at 3 s; Moat hung up before that.
+    await settle(3500);
+    assert.equal(downstream.messages.length, 0);
+    const line = await deliveryFor(gateway, 'gina@example.com');
+    assert.equal(line['reason'], 'downstream-tempfail');
+    downstream.reset();
+  });
+});
+
+describe('downstream: nothing listening on the internal server port', () => {
+  let gateway: Gateway;
+
+  before(async () => {
+    const deadPort = await freePort();
+    gateway = await startGateway({ env: { MOAT_DOWNSTREAM: `127.0.0.1:${deadPort}` } });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+  });
+
+  test('the client gets 451 4.4.1 within the 5 s deadline', async () => {
+    const { reply, elapsedMs } = await timedMessage(gateway, 'bob@example.com', message('down'));
+    assert.match(reply.raw, /^451 4\.4\.1 /);
+    assert.ok(elapsedMs < 5000, `reply took ${Math.round(elapsedMs)} ms`);
+
+    const line = await deliveryFor(gateway, 'bob@example.com');
+    assert.equal(line['action'], 'tempfail');
+    assert.equal(line['reason'], 'downstream-tempfail');
+  });
+});
+
+describe('downstream: STARTTLS to the internal server', () => {
+  const certificates = makeTestCertificates({ dnsNames: ['localhost'] });
+  let downstream: Downstream;
+  let trusting: Gateway;
+  let wrongName: Gateway;
+
+  before(async () => {
+    downstream = await startDownstream({
+      tls: { key: certificates.key, cert: certificates.cert },
+    });
+    const ini = (name: string): string => [
+      '[downstream]', 'tls = required', `ca_file = ${certificates.caCertPath}`,
+      `tls_name = ${name}`, '',
+    ].join('\n');
+    const env = { MOAT_DOWNSTREAM: downstream.address };
+    [trusting, wrongName] = await Promise.all([
+      startGateway({ env, ini: ini('localhost') }),
+      startGateway({ env, ini: ini('wrong.example') }),
+    ]);
+  });
+
+  after(async () => {
+    await Promise.all([trusting?.stop(), wrongName?.stop()]);
+    await downstream?.stop();
+  });
+
+  test('a certificate naming tls_name, signed by ca_file: delivered over TLS', async () => {
+    downstream.reset();
+    const steps = await mail(trusting, ['bob@example.com'], message('over tls'));
+    assert.equal(replyOf(steps, 'message').code, 250, replyOf(steps, 'message').raw);
+    const [delivered] = await downstream.waitForMessages(1);
+    assert.equal(delivered?.secure, true);
+    const line = await deliveryFor(trusting, 'bob@example.com');
+    assert.equal((line['evidence'] as { tls?: unknown }).tls, true);
+  });
+
+  test('a certificate that does not name tls_name: 4xx, nothing delivered', async () => {
+    downstream.reset();
+    const steps = await mail(wrongName, ['bob@example.com'], message('wrong name'));
+    const reply = replyOf(steps, 'message');
+    assert.equal(Math.floor(reply.code / 100), 4, reply.raw);
+    const line = await deliveryFor(wrongName, 'bob@example.com');
+    assert.equal(line['reason'], 'downstream-tempfail');
+    await settle();
+    assert.equal(downstream.messages.length, 0);
+  });
+});
+
+describe('downstream: recipient verification (recipients = verify)', () => {
+  let downstream: Downstream;
+  let gateway: Gateway;
+
+  before(async () => {
+    downstream = await startDownstream();
+    downstream.refuseRecipient('nobody@example.com', { code: 550, text: '5.1.1 No such user' });
+    gateway = await startGateway({
+      env: { MOAT_DOWNSTREAM: downstream.address },
+      ini: '[domains]\nrecipients = verify\n',
+    });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await downstream?.stop();
+  });
+
+  test('an unknown mailbox gets 550 5.1.1 at RCPT; a known one gets 250', async () => {
+    const talk = await SmtpTalk.connect(gateway.host, gateway.port);
+    try {
+      await talk.expect(220);
+      await talk.command('EHLO client.example.org');
+      assert.equal((await talk.command(`MAIL FROM:<${SENDER}>`)).code, 250);
+      const unknown = await talk.command('RCPT TO:<nobody@example.com>');
+      assert.match(unknown.raw, /^550 5\.1\.1 /);
+      const known = await talk.command('RCPT TO:<bob@example.com>');
+      assert.equal(known.code, 250, known.raw);
+      assert.equal((await talk.command('DATA')).code, 354);
+      talk.send(dotStuff(message('verified')));
+      const accepted = await talk.readReply();
+      assert.equal(accepted.code, 250, accepted.raw);
+    } finally {
+      talk.close();
+    }
+    const [delivered] = await downstream.waitForMessages(1);
+    assert.deepEqual(delivered?.rcptTo, ['bob@example.com']);
+    const line = await gateway.waitForDecision((entry) => entry['event'] === 'recipient'
+      && entry['reason'] === 'recipient-unknown');
+    assert.equal(line['action'], 'reject');
+  });
+
+  // Last: it stops this group's downstream.
+  test('the internal server down: RCPT gets 450 4.4.3 (never accepted unverified)', async () => {
+    await downstream.stop();
+    const talk = await SmtpTalk.connect(gateway.host, gateway.port);
+    try {
+      await talk.expect(220);
+      await talk.command('EHLO client.example.org');
+      assert.equal((await talk.command(`MAIL FROM:<${SENDER}>`)).code, 250);
+      // A mailbox nobody asked about yet, so no cached answer can stand in.
+      const reply = await talk.command('RCPT TO:<hannah@example.com>');
+      assert.match(reply.raw, /^450 4\.4\.3 /);
+    } finally {
+      talk.close();
+    }
+  });
+});

@@ -1,0 +1,163 @@
+/*
+ * End to end: start-up, failures inside Moat, crashes and draining.
+ *
+ * - A bad setting stops start-up with exit code 2 and one line naming it.
+ * - A check that throws answers 451 4.3.0; the worker lives on and the next message goes through.
+ * - SIGKILL in the middle of DATA: the client never saw 250 and the internal server holds nothing.
+ * - SIGTERM drains: a transaction in flight finishes, idle clients get 421, the process exits.
+ * - With no internal server, mail lands in the local Maildir, fsynced, before the 250.
+ */
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startDownstream } from '../harness/downstream';
+import { REPO_ROOT, startGateway } from '../harness/gateway';
+import { SmtpTalk, sendMail } from '../harness/smtp-talk';
+
+const MAIN = join(REPO_ROOT, 'dist', 'src', 'runtime', 'main.js');
+
+async function openData(host: string, port: number): Promise<SmtpTalk> {
+  const talk = await SmtpTalk.connect(host, port);
+  await talk.expect(220);
+  await talk.command('EHLO client.example.org');
+  assert.equal((await talk.command('MAIL FROM:<alice@sender.example>')).code, 250);
+  assert.equal((await talk.command('RCPT TO:<bob@example.com>')).code, 250);
+  assert.equal((await talk.command('DATA')).code, 354);
+  return talk;
+}
+
+test('an invalid setting stops start-up with exit 2 and one precise line', () => {
+  const run = spawnSync(process.execPath, [MAIN], {
+    env: { ...process.env, MOAT_ROOT: REPO_ROOT, MOAT_DOWNSTREAM: 'mail.example:99999' },
+    encoding: 'utf8', timeout: 20_000,
+  });
+  assert.equal(run.status, 2);
+  const lines = run.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, run.stderr);
+  assert.match(lines[0] ?? '',
+    /^moat: configuration error: MOAT_DOWNSTREAM: downstream\.address = "mail\.example:99999": expected .*port/);
+});
+
+test('a failing check answers 451 4.3.0 and the worker keeps serving', async () => {
+  const downstream = await startDownstream();
+  const gateway = await startGateway({
+    env: { MOAT_DOWNSTREAM: downstream.address, MOAT_FAULT_INJECT: 'hook:data_post' },
+  });
+  try {
+    // The injected fault fires for every message: each gets 451 4.3.0 and nothing is delivered.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const steps = await sendMail({ host: gateway.host, port: gateway.port,
+        from: 'alice@sender.example', to: ['bob@example.com'], data: 'Subject: x\r\n\r\nbody\r\n' });
+      const reply = steps.find((step) => step.step === 'message')?.reply;
+      assert.equal(reply?.code, 451);
+      assert.match(reply?.lines.join(' ') ?? '', /^4\.3\.0 /);
+    }
+    assert.equal(downstream.messages.length, 0);
+    assert.equal(gateway.daemon.running, true, 'the gateway process died');
+    const errorLine = gateway.lines().find((line) => line['component'] === 'hook');
+    assert.match(String(errorLine?.['msg']), /data_post failed/);
+
+    // The same process, still running, serves a session without the fault point (RSET path).
+    const talk = await SmtpTalk.connect(gateway.host, gateway.port);
+    await talk.expect(220);
+    assert.equal((await talk.command('EHLO client.example.org')).code, 250);
+    assert.equal((await talk.command('QUIT')).code, 221);
+    talk.close();
+  } finally {
+    await gateway.stop();
+  }
+
+  // And once the faulty check is gone, the next message is delivered.
+  const healthy = await startGateway({ env: { MOAT_DOWNSTREAM: downstream.address } });
+  try {
+    const steps = await sendMail({ host: healthy.host, port: healthy.port,
+      from: 'alice@sender.example', to: ['bob@example.com'], data: 'Subject: y\r\n\r\nbody\r\n' });
+    assert.equal(steps.find((step) => step.step === 'message')?.reply.code, 250);
+    assert.equal((await downstream.waitForMessages(1)).length, 1);
+  } finally {
+    await healthy.stop();
+    await downstream.stop();
+  }
+});
+
+test('SIGKILL during DATA: no 250 and no partial message downstream', async () => {
+  const downstream = await startDownstream();
+  const gateway = await startGateway({ env: { MOAT_DOWNSTREAM: downstream.address } });
+  try {
+    const talk = await openData(gateway.host, gateway.port);
+    talk.send('Subject: interrupted\r\n\r\nfirst half of the body\r\n');
+    await sleep(200);
+    await gateway.kill();
+    assert.equal(await talk.waitForClose(), true);
+    const replies = await talk.readReply(500).then((reply) => [reply], () => []);
+    assert.equal(replies.some((reply) => reply.code === 250), false);
+    await sleep(300);
+    assert.equal(downstream.messages.length, 0);
+  } finally {
+    await gateway.kill();
+    await downstream.stop();
+  }
+});
+
+test('SIGTERM drains: the transaction in flight finishes, idle clients get 421, then exit', async () => {
+  const downstream = await startDownstream();
+  const gateway = await startGateway({
+    env: { MOAT_DOWNSTREAM: downstream.address }, ini: '[smtp]\ndrain_timeout = 5s\n',
+  });
+  try {
+    const idle = await SmtpTalk.connect(gateway.host, gateway.port);
+    await idle.expect(220);
+    await idle.command('EHLO idle.example.org');
+    const busy = await openData(gateway.host, gateway.port);
+    busy.send('Subject: in flight\r\n\r\nfirst part\r\n');
+
+    // Stop while one transaction is in DATA and another client sits idle.
+    gateway.daemon.child.kill('SIGTERM');
+    const idleReply = await idle.readReply(5000);
+    assert.equal(idleReply.code, 421);
+    assert.match(idleReply.lines.join(' '), /^4\.3\.2 /);
+
+    busy.send('second part\r\n.\r\n');
+    const final = await busy.readReply(5000);
+    assert.equal(final.code, 250, 'the message in flight was accepted during the drain');
+    const after = await busy.command('MAIL FROM:<alice@sender.example>', 5000).catch(() => null);
+    assert.ok(after === null || after.code === 421, `after the drain: ${after?.code}`);
+    busy.close();
+
+    const [message] = await downstream.waitForMessages(1);
+    assert.ok(message?.data.includes('first part\r\nsecond part\r\n'));
+
+    // No new connections, and the process ends by itself.
+    const deadline = Date.now() + 15_000;
+    while (gateway.daemon.running && Date.now() < deadline) await sleep(100);
+    assert.equal(gateway.daemon.running, false, 'the gateway did not exit after draining');
+  } finally {
+    await gateway.kill();
+    await downstream.stop();
+  }
+});
+
+test('without an internal server, mail is written to the local Maildir before the 250', async () => {
+  const gateway = await startGateway();
+  try {
+    const warning = gateway.lines().find((line) => /NO DOWNSTREAM SERVER/.test(String(line['msg'])));
+    assert.ok(warning, 'the start-up log says loudly that mail stays local');
+    const steps = await sendMail({ host: gateway.host, port: gateway.port,
+      from: 'alice@sender.example', to: ['bob@example.com'],
+      data: 'Subject: local\r\n\r\n.dot line\r\nbody\r\n' });
+    assert.equal(steps.find((step) => step.step === 'message')?.reply.code, 250);
+    const folder = join(gateway.stateDir, 'maildir', 'new');
+    const files = readdirSync(folder);
+    assert.equal(files.length, 1);
+    const stored = readFileSync(join(folder, files[0] ?? ''), 'latin1');
+    assert.match(stored, /^Return-Path: <alice@sender\.example>\r\n/);
+    assert.ok(stored.endsWith('Subject: local\r\n\r\n.dot line\r\nbody\r\n'));
+    assert.equal(readdirSync(join(gateway.stateDir, 'maildir', 'tmp')).length, 0);
+  } finally {
+    await gateway.stop();
+  }
+});
