@@ -19,7 +19,7 @@ import type { DeliveryResult } from '../src/delivery/types';
 import { logDecision } from '../src/observability/decision-log';
 import { countMessage, countRecipient } from '../src/observability/metrics';
 import { getRuntime, injectFault } from '../src/runtime/context';
-import { hook, refuse, type HookOutcome } from '../src/runtime/hook';
+import { CONTINUE, hook, refuse, type HookOutcome } from '../src/runtime/hook';
 import type { HarakaConnection, HarakaTransaction } from '../src/runtime/haraka-types';
 import { clientOf, transactionState } from '../src/runtime/state';
 import type { ReasonCode } from '../src/verdict/reasons';
@@ -28,11 +28,16 @@ export function register(): void {
   getRuntime();
 }
 
-export const hook_queue = hook('queue', async (connection: HarakaConnection): Promise<HookOutcome> => {
+/*
+ * Delivery runs at the end of data_post, after moat-content decided, not in Haraka's queue
+ * hook: Haraka's queue reply path replaces the SMTP code with 450/550, whereas data_post keeps
+ * the exact code Moat chooses (451 4.4.1, 554 ...). The queue hook then only confirms the 250.
+ */
+export const hook_data_post = hook('data_post', async (connection: HarakaConnection): Promise<HookOutcome> => {
   const runtime = getRuntime();
   const transaction = connection.transaction;
   const state = transactionState(transaction);
-  injectFault('hook:queue');
+  injectFault('hook:deliver');
   if (!transaction || !state || !state.decision) return refuse('internal-error');
 
   // Headers the checks asked for go on the delivered copy.
@@ -75,9 +80,17 @@ export const hook_queue = hook('queue', async (connection: HarakaConnection): Pr
   const reply = { code: result.code, enhanced: result.enhanced || defaultEnhanced(result.code),
     text: result.text };
   if (result.outcome === 'delivered' || result.outcome === 'partial') {
-    return { kind: 'accept', reply };
+    state.deliveredReply = reply;
+    return CONTINUE;
   }
   return { kind: 'refuse', reply };
+});
+
+/** The message is already with the internal server: confirm with its 250. */
+export const hook_queue = hook('queue', async (connection: HarakaConnection): Promise<HookOutcome> => {
+  const state = transactionState(connection.transaction);
+  if (!state?.deliveredReply) return refuse('internal-error');
+  return { kind: 'accept', reply: state.deliveredReply };
 });
 
 function openMessage(transaction: HarakaTransaction): Readable {

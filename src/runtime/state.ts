@@ -7,6 +7,7 @@
  */
 
 import type { DirtyDataChecker } from '../content/dirty-data';
+import type { SmtpReply } from '../verdict/reasons';
 import type { Decision } from '../verdict/verdict';
 import { Verdict } from '../verdict/verdict';
 import type { HarakaConnection, HarakaTransaction } from './haraka-types';
@@ -30,6 +31,8 @@ export interface TransactionState {
   refusedRecipients: number;
   verdict: Verdict;
   decision: Decision | null;
+  /** Set once the internal server (or the Maildir) took the message; the 250 to give. */
+  deliveredReply: SmtpReply | null;
   startedAt: number;
   dataStartedAt: number | null;
   dataBytes: number;
@@ -59,6 +62,7 @@ export function startTransaction(transaction: HarakaTransaction, sender: string)
     refusedRecipients: 0,
     verdict: new Verdict(),
     decision: null,
+    deliveredReply: null,
     startedAt: Date.now(),
     dataStartedAt: null,
     dataBytes: 0,
