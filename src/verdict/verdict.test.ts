@@ -4,7 +4,10 @@
  */
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
+import { allReasonCodes } from './reasons-doc';
 
 import { REASONS, reasonReply, type Action, type ReasonCode } from './reasons';
 import { Verdict, type CheckResult } from './verdict';
@@ -196,4 +199,9 @@ describe('REASONS table', () => {
     reply.text = 'changed';
     assert.equal(REASONS['downstream-rejected'].reply.text, 'Refused by the internal server');
   });
+});
+
+it('docs/reasons.md lists every reason code', () => {
+  const doc = readFileSync(join(resolve(__dirname, '..', '..', '..'), 'docs', 'reasons.md'), 'utf8');
+  for (const code of allReasonCodes()) assert.ok(doc.includes(`| \`${code}\` |`), `missing ${code}`);
 });
