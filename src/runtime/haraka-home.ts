@@ -10,7 +10,9 @@
  * Needs: write access to the state folder. The TLS key is copied with mode 0600.
  */
 
-import { chmodSync, copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync, chownSync, copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { HostPort, MoatConfig } from '../config/types';
 
@@ -63,7 +65,42 @@ export function writeHarakaHome(config: MoatConfig, distDir: string): HarakaHome
     writeFileSync(join(dir, 'package.json'),
       `${JSON.stringify({ name: `haraka-plugin-${plugin}`, private: true, main }, null, 2)}\n`);
   }
+  prepareForUnprivilegedUser(config, home);
   return { home, configDir };
+}
+
+/**
+ * When Moat starts as root and drops to smtp.run_as_user after binding, the folders it writes
+ * later (Haraka's queue folder, the Maildir) must already belong to that user.
+ */
+function prepareForUnprivilegedUser(config: MoatConfig, home: string): void {
+  const userName = config.smtp.runAsUser;
+  if (!userName || process.getuid?.() !== 0) return;
+
+  const user = lookupAccount('/etc/passwd', userName);
+  if (!user) throw new RunAsUserError(userName, 'no such user in /etc/passwd');
+  const groupName = config.smtp.runAsGroup;
+  const gid = groupName ? lookupAccount('/etc/group', groupName)?.id : user.gid;
+  if (gid === undefined) throw new RunAsUserError(groupName ?? '', 'no such group in /etc/group');
+
+  for (const dir of [config.stateDir, home, join(home, 'queue'), join(config.stateDir, 'maildir')]) {
+    mkdirSync(dir, { recursive: true });
+    chownSync(dir, user.id, gid);
+  }
+}
+
+function lookupAccount(file: string, name: string): { id: number; gid: number } | undefined {
+  const line = readFileSync(file, 'utf8').split('\n').find((entry) => entry.startsWith(`${name}:`));
+  if (!line) return undefined;
+  const fields = line.split(':');
+  return { id: Number(fields[2]), gid: Number(fields[3]) };
+}
+
+export class RunAsUserError extends Error {
+  constructor(readonly account: string, reason: string) {
+    super(`smtp.run_as_user/run_as_group: ${JSON.stringify(account)}: ${reason}`);
+    this.name = 'RunAsUserError';
+  }
 }
 
 export function pluginTimeoutMs(config: MoatConfig): number {

@@ -18,7 +18,7 @@ import { resolve } from 'node:path';
 import { ConfigError } from '../config/errors';
 import { loadConfig } from '../config/load';
 import type { MoatConfig } from '../config/types';
-import { formatHostPort, writeHarakaHome } from './haraka-home';
+import { formatHostPort, RunAsUserError, writeHarakaHome } from './haraka-home';
 
 export const PROJECT_ROOT = resolve(__dirname, '..', '..', '..');
 const DIST_DIR = resolve(__dirname, '..', '..');
@@ -47,7 +47,16 @@ export function startGateway(): void {
 
   // Prepare the state folder and Haraka's home from the validated configuration.
   mkdirSync(config.stateDir, { recursive: true });
-  const { home } = writeHarakaHome(config, DIST_DIR);
+  let home: string;
+  try {
+    home = writeHarakaHome(config, DIST_DIR).home;
+  } catch (error) {
+    if (error instanceof RunAsUserError) {
+      process.stderr.write(`moat: configuration error: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
   process.env['HARAKA'] = home;
   process.env['MOAT_ROOT'] = process.env['MOAT_ROOT'] ?? PROJECT_ROOT;
 

@@ -161,3 +161,43 @@ test('without an internal server, mail is written to the local Maildir before th
     await gateway.stop();
   }
 });
+
+test('two cluster workers: mail flows through both and /metrics sums them', async () => {
+  const downstream = await startDownstream();
+  const gateway = await startGateway({ env: { MOAT_DOWNSTREAM: downstream.address, MOAT_WORKERS: '2' } });
+  try {
+    for (let index = 0; index < 4; index++) {
+      const steps = await sendMail({ host: gateway.host, port: gateway.port,
+        from: 'alice@sender.example', to: ['bob@example.com'], data: `Subject: ${index}\r\n\r\nb\r\n` });
+      assert.equal(steps.find((step) => step.step === 'message')?.reply.code, 250);
+    }
+    await downstream.waitForMessages(4);
+    const metrics = await (await fetch(`http://127.0.0.1:${gateway.metricsPort}/metrics`)).text();
+    assert.match(metrics, /^moat_messages_total\{action="deliver",reason="clean"\} 4$/m);
+    // The harness's readiness probes are connections too, so at least the four sessions.
+    const accepted = /^moat_connections_total\{outcome="accepted"\} (\d+)$/m.exec(metrics);
+    assert.ok(Number(accepted?.[1]) >= 4, `accepted connections: ${accepted?.[1]}`);
+  } finally {
+    await gateway.stop();
+    await downstream.stop();
+  }
+});
+
+test('run_as_user: the gateway drops root after binding and still delivers', { skip:
+  process.getuid?.() !== 0 ? 'needs root to switch users' : false }, async () => {
+  const downstream = await startDownstream();
+  const gateway = await startGateway({ env: { MOAT_DOWNSTREAM: downstream.address },
+    ini: '[smtp]\nrun_as_user = nobody\nrun_as_group = nogroup\n' });
+  try {
+    const status = readFileSync(`/proc/${gateway.daemon.child.pid}/status`, 'utf8');
+    const uid = /^Uid:\s+(\d+)\s+(\d+)/m.exec(status);
+    const nobody = /^nobody:[^:]*:(\d+):/m.exec(readFileSync('/etc/passwd', 'utf8'));
+    assert.equal(uid?.[2], nobody?.[1], 'effective uid is nobody');
+    const steps = await sendMail({ host: gateway.host, port: gateway.port,
+      from: 'alice@sender.example', to: ['bob@example.com'], data: 'Subject: uid\r\n\r\nb\r\n' });
+    assert.equal(steps.find((step) => step.step === 'message')?.reply.code, 250);
+  } finally {
+    await gateway.stop();
+    await downstream.stop();
+  }
+});
