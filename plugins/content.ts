@@ -4,10 +4,9 @@
  * While the message arrives, every line passes Moat's dirty-data checker (bare CR, NUL, bare
  * LF, over-long lines, too many header lines), the size is counted against the limit, and the
  * data rate is watched so a slow-drip client is cut off with 421 4.4.2. At the final dot the
- * results go into the verdict, and decide() gives the one action and reply: refused mail is
- * answered here; mail to deliver continues to `moat-deliver`.
+ * results go into the verdict; moat-verdict decides once every check has recorded.
  *
- * Decides: 552 5.3.4 (size), 554 5.6.0 (dirty data), 421 4.4.2 (slow data).
+ * Asks for: 552 5.3.4 (size), 554 5.6.0 (dirty data); answers 421 4.4.2 itself (slow data).
  * Untrusted input: every byte of DATA.
  * LIMITATION: Haraka refuses a bare LF itself, with 451 and a disconnect, before Moat sees the
  * line; such a message is still never forwarded, but the reply is temporary.
@@ -103,24 +102,6 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
     verdict.record({ check: 'dirty-data', result: 'pass' });
   }
 
-  // One decision for the message; refusals are answered here.
-  const decision = verdict.decide();
-  state.decision = decision;
-  if (decision.action === 'reject' || decision.action === 'tempfail') {
-    countMessage(decision.action, decision.reason);
-    logDecision({
-      event: 'message', phase: 'data', action: decision.action, reason: decision.reason,
-      message_id: transaction.uuid, client: clientOf(connection),
-      envelope: { from: state.sender, to: state.recipients },
-      evidence: {
-        reply: `${decision.reply.code} ${decision.reply.enhanced}`,
-        size: state.dataBytes,
-        results: decision.results.map(summarise),
-      },
-      duration_ms: Date.now() - state.startedAt,
-    });
-    return refuse(decision.reason, decision.reply);
-  }
   return CONTINUE;
 });
 
@@ -160,8 +141,4 @@ function watchDataRate(
 function stopRateWatch(state: TransactionState): void {
   if (state.rateTimer) clearInterval(state.rateTimer);
   state.rateTimer = null;
-}
-
-function summarise(result: { check: string; result: string; reason?: string }): string {
-  return result.reason ? `${result.check}=${result.result}(${result.reason})` : `${result.check}=${result.result}`;
 }

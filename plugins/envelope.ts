@@ -4,8 +4,8 @@
  * Decides: 553 for a sender path that does not parse, 552 for a declared SIZE over the limit,
  * 550 5.7.1 for any recipient outside the accepted domains (including every open-relay trick),
  * 550 5.1.1 for an unknown mailbox, 450 4.4.3 when the internal server cannot be asked, and
- * 452 4.5.3 past the recipient limit. Accepted recipients are answered here, so Haraka's default
- * "no plugin accepted this recipient" never applies.
+ * 452 4.5.3 past the recipient limit. A recipient that passes is handed on (CONTINUE): later
+ * checks may still refuse it, and moat-verdict gives the final 250.
  *
  * Untrusted input: the command line exactly as the client sent it. Moat parses the path itself
  * (src/envelope/address.ts) rather than trusting Haraka's lenient address parser.
@@ -59,7 +59,8 @@ export const hook_mail = hook('mail',
 
     if (connection.transaction) startTransaction(connection.transaction, sender.ok ? sender.address : '');
     countTransaction();
-    return { kind: 'accept', reply: { code: 250, enhanced: '2.1.0', text: 'Sender ok' } };
+    // Later checks (sender authentication) may still refuse; Haraka accepts when all continue.
+    return CONTINUE;
   });
 
 export const hook_rcpt = hook('rcpt', async (connection: HarakaConnection): Promise<HookOutcome> => {
@@ -97,9 +98,10 @@ export const hook_rcpt = hook('rcpt', async (connection: HarakaConnection): Prom
     return { kind: 'refuse', reply: replyOf(decision) };
   }
 
-  state.recipients.push(rcpt.ok ? rcpt.address : path);
-  countRecipient('deliver', decision.reason);
-  return { kind: 'accept', reply: replyOf(decision) };
+  // Accepted at this stage; moat-verdict gives the final 250 once every RCPT check agreed.
+  state.pendingRecipient = { address: rcpt.ok ? rcpt.address : path, reply: replyOf(decision),
+    reason: decision.reason };
+  return CONTINUE;
 });
 
 function replyOf(decision: EnvelopeDecision) {

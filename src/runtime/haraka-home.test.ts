@@ -78,8 +78,8 @@ const FULL_INI = [
   'max_line_length = 600',
   'max_data_line_length = 1002',
   'max_header_lines = 300',
-  'run_as_user = moat',
-  'run_as_group = mail',
+  'run_as_user = nobody',
+  'run_as_group = nogroup',
 ].join('\n');
 
 const FULL_ENV = {
@@ -101,8 +101,8 @@ describe('writeHarakaHome', () => {
     const text = readConfigFile(home, 'smtp.ini');
     assert.match(text, /^listen=127\.0\.0\.1:2525,\[::1\]:2526$/m);
     assert.match(text, /^nodes=2$/m);
-    assert.match(text, /^user=moat$/m);
-    assert.match(text, /^group=mail$/m);
+    assert.match(text, /^user=nobody$/m);
+    assert.match(text, /^group=nogroup$/m);
 
     const parsed = harakaIni(home, 'smtp.ini');
     assert.equal(parsed['main']?.listen, '127.0.0.1:2525,[::1]:2526');
@@ -149,7 +149,7 @@ describe('writeHarakaHome', () => {
   it('plugins: Moat plugins in pipeline order, no tls without a certificate', () => {
     assert.deepEqual(readConfigFile(home, 'plugins').trim().split('\n'), MOAT_PLUGINS);
     assert.deepEqual(MOAT_PLUGINS,
-      ['moat-connection', 'moat-envelope', 'moat-content', 'moat-deliver']);
+      ['moat-connection', 'moat-envelope', 'moat-content', 'moat-verdict', 'moat-deliver']);
     assert.equal(existsSync(join(home.configDir, 'tls.ini')), false);
     assert.equal(existsSync(join(home.configDir, 'tls_key.pem')), false);
   });

@@ -17,7 +17,9 @@ import { join, resolve } from 'node:path';
 import type { HostPort, MoatConfig } from '../config/types';
 
 /** Moat's Haraka plugins, in the order a message meets them. */
-export const MOAT_PLUGINS = ['moat-connection', 'moat-envelope', 'moat-content', 'moat-deliver'];
+export const MOAT_PLUGINS = [
+  'moat-connection', 'moat-envelope', 'moat-content', 'moat-verdict', 'moat-deliver',
+];
 
 export interface HarakaHome {
   home: string;

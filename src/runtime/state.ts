@@ -27,6 +27,8 @@ export interface TransactionState {
   sender: string;
   /** Recipients accepted at RCPT, lower-case domain, in order. */
   recipients: string[];
+  /** The recipient of the RCPT in progress, passed by moat-envelope, not yet accepted. */
+  pendingRecipient: { address: string; reply: SmtpReply; reason: string } | null;
   /** Recipients refused at RCPT, for the message log line. */
   refusedRecipients: number;
   verdict: Verdict;
@@ -59,6 +61,7 @@ export function startTransaction(transaction: HarakaTransaction, sender: string)
   const state: TransactionState = {
     sender,
     recipients: [],
+    pendingRecipient: null,
     refusedRecipients: 0,
     verdict: new Verdict(),
     decision: null,

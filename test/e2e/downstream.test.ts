@@ -83,7 +83,8 @@ async function timedMessage(
 
 /** Printable ASCII only: what Moat may repeat to an internet client. */
 function assertSafeText(reply: SmtpTalkReply): void {
-  assert.match(reply.raw, /^(\d{3}[ -][\x20-\x7e]*\r\n)+$/, `unsafe reply: ${JSON.stringify(reply.raw)}`);
+  const safe = /^(\d{3}[ -][\x20-\x7e]*\r\n)+$/;
+  assert.match(reply.raw, safe, `unsafe reply: ${JSON.stringify(reply.raw)}`);
 }
 
 describe('downstream: a working internal server', () => {
@@ -119,12 +120,12 @@ describe('downstream: a working internal server', () => {
     downstream.reset();
     const body = 'First line.\r\n.Leading dot line\r\n..two dots\r\nLast line.\r\n';
     const original = message('byte for byte', body);
-    const steps = await mail(gateway, ['bob@example.com'], original);
+    const steps = await mail(gateway, ['bytes@example.com'], original);
     assert.equal(replyOf(steps, 'message').code, 250, replyOf(steps, 'message').raw);
 
     const [delivered] = await downstream.waitForMessages(1);
     assert.ok(delivered);
-    assert.deepEqual(delivered.rcptTo, ['bob@example.com']);
+    assert.deepEqual(delivered.rcptTo, ['bytes@example.com']);
     assert.equal(delivered.mailFrom, SENDER);
 
     // The tail is the original exactly; what is on top is Received: header fields only.
@@ -143,7 +144,7 @@ describe('downstream: a working internal server', () => {
     assert.doesNotMatch(wire, /(^|[^\r])\n/, 'bare LF on the wire');
     assert.doesNotMatch(wire, /\r(?!\n)/, 'bare CR on the wire');
 
-    const line = await deliveryFor(gateway, 'bob@example.com');
+    const line = await deliveryFor(gateway, 'bytes@example.com');
     assert.equal(line['action'], 'deliver');
     assert.equal(line['reason'], 'downstream-accepted');
   });
