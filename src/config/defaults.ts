@@ -13,6 +13,15 @@ import {
   parseHostPort, parseHostPortList, parseInteger, parseList, parseRedisUrl,
   parseScannerAddress, parseSize, ValueProblem,
 } from './values';
+import { AUTH_DOMAIN_SETTINGS, AUTH_SETTINGS } from './sections/auth';
+import { SCAN_DOMAIN_SETTINGS, SCAN_SETTINGS } from './sections/scan';
+
+/** A key allowed in `[domain example.com]` sections; absent means the global setting applies. */
+export interface DomainSettingSpec {
+  key: string;
+  why: string;
+  parse: (raw: string) => unknown;
+}
 
 export interface SettingSpec {
   section: string;
@@ -43,7 +52,7 @@ const userName = (raw: string): string => {
   return raw.trim();
 };
 
-export const SETTINGS: readonly SettingSpec[] = [
+const CORE_SETTINGS: readonly SettingSpec[] = [
   // ---- Inbound SMTP -------------------------------------------------------------------------
   { section: 'smtp', key: 'listen', env: 'MOAT_LISTEN', default: '127.0.0.1:2525',
     why: 'loopback so a first start exposes nothing; production sets 0.0.0.0:25',
@@ -194,6 +203,13 @@ export const SETTINGS: readonly SettingSpec[] = [
   { section: 'log', key: 'haraka_level', default: 'warn',
     why: "Haraka's own log lines; Moat's decision lines carry what operators need",
     parse: (raw) => parseChoice(raw, ['debug', 'info', 'notice', 'warn', 'error', 'crit'] as const) },
+];
+
+export const SETTINGS: readonly SettingSpec[] = [...CORE_SETTINGS, ...AUTH_SETTINGS, ...SCAN_SETTINGS];
+
+/** Keys of `[domain ...]` sections besides `recipients`, each owned by one check. */
+export const DOMAIN_SETTINGS: readonly DomainSettingSpec[] = [
+  ...AUTH_DOMAIN_SETTINGS, ...SCAN_DOMAIN_SETTINGS,
 ];
 
 export { parseBoolean };

@@ -11,7 +11,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
-import { SETTINGS, type SettingSpec } from './defaults';
+import { DOMAIN_SETTINGS, SETTINGS, type SettingSpec } from './defaults';
+import { buildAuthConfig } from './sections/auth';
+import { buildScanConfig } from './sections/scan';
 import { ConfigError } from './errors';
 import { parseIni, qualified, type IniDocument } from './ini';
 import type { DomainPolicy, MoatConfig, RecipientMode } from './types';
@@ -131,6 +133,8 @@ export function loadConfig(options: LoadOptions = {}): MoatConfig {
     metricsListen: get('metrics.listen'),
     dnsServers: get('dns.servers'),
     redisUrl: get<string>('redis.url') || null,
+    auth: buildAuthConfig(get),
+    scan: buildScanConfig(get),
     clamd: get('clamd.address'),
     spamd: get('spamd.address'),
     log: {
@@ -204,6 +208,7 @@ function buildDomains(
       domain,
       recipientMode: defaultMode,
       recipients: new Set([...listed].filter((address) => recipientDomain(address) === domain)),
+      overrides: new Map(),
     });
   }
 
@@ -219,17 +224,20 @@ function buildDomains(
       });
     }
     for (const [key, { value, where }] of settings) {
-      if (key !== 'recipients') {
+      const spec = DOMAIN_SETTINGS.find((candidate) => candidate.key === key);
+      if (key !== 'recipients' && !spec) {
         throw new ConfigError({
           source: where, key: `domain ${name}.${key}`, value,
-          expected: 'a known per-domain setting: recipients',
+          expected: `a known per-domain setting: ${
+            ['recipients', ...DOMAIN_SETTINGS.map((entry) => entry.key)].join(', ')}`,
         });
       }
       try {
-        policy.recipientMode = parseChoice(value, RECIPIENT_MODES);
+        if (spec) policy.overrides.set(key, spec.parse(value));
+        else policy.recipientMode = parseChoice(value, RECIPIENT_MODES);
       } catch (error) {
         if (!(error instanceof ValueProblem)) throw error;
-        throw new ConfigError({ source: where, key: `domain ${name}.recipients`, value,
+        throw new ConfigError({ source: where, key: `domain ${name}.${key}`, value,
           expected: error.expected });
       }
     }

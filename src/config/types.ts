@@ -6,6 +6,9 @@
  * live in src/config/defaults.ts and in the comments of config/moat.ini.
  */
 
+import type { AuthConfig } from './sections/auth';
+import type { ScanConfig } from './sections/scan';
+
 export interface HostPort {
   host: string;
   port: number;
@@ -20,6 +23,8 @@ export interface DomainPolicy {
   recipientMode: RecipientMode;
   /** Lower-case full addresses accepted when the mode includes `list`. */
   recipients: Set<string>;
+  /** Values of the other `[domain ...]` keys (DOMAIN_SETTINGS), parsed; absent = global. */
+  overrides: Map<string, unknown>;
 }
 
 export type DownstreamTls = 'off' | 'opportunistic' | 'required';
@@ -88,6 +93,8 @@ export interface MoatConfig {
   metricsListen: HostPort | null;
   dnsServers: HostPort[];
   redisUrl: string | null;
+  auth: AuthConfig;
+  scan: ScanConfig;
   clamd: string[];
   spamd: string[];
   log: {

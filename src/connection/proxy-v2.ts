@@ -84,10 +84,27 @@ export function endpointsLine(
   return `PROXY TCP${family} ${client} ${server} ${socket.remotePort} ${socket.localPort}\r\n`;
 }
 
+/** RFC 5952 text form (the longest run of zero groups compressed), as Node writes addresses. */
 function ipv6(bytes: Buffer): string {
-  const groups: string[] = [];
-  for (let index = 0; index < 16; index += 2) groups.push(bytes.readUInt16BE(index).toString(16));
-  return groups.join(':');
+  const groups: number[] = [];
+  for (let index = 0; index < 16; index += 2) groups.push(bytes.readUInt16BE(index));
+
+  // Find the longest run of two or more zero groups; the first one wins a tie.
+  let bestStart = -1;
+  let bestLength = 0;
+  for (let start = 0; start < 8; start++) {
+    let length = 0;
+    while (start + length < 8 && groups[start + length] === 0) length++;
+    if (length > bestLength && length >= 2) {
+      bestStart = start;
+      bestLength = length;
+    }
+  }
+  const text = groups.map((group) => group.toString(16));
+  if (bestStart === -1) return text.join(':');
+  const head = text.slice(0, bestStart).join(':');
+  const tail = text.slice(bestStart + bestLength).join(':');
+  return `${head}::${tail}`;
 }
 
 /** A BlockList holding the configured proxy hosts (addresses or networks). */

@@ -24,7 +24,10 @@ function address(path: string): ParsedAddress {
 }
 
 function policy(mode: RecipientMode, recipients: string[] = []): DomainPolicy {
-  return { domain: 'example.com', recipientMode: mode, recipients: new Set(recipients) };
+  return {
+    domain: 'example.com', recipientMode: mode, recipients: new Set(recipients),
+    overrides: new Map(),
+  };
 }
 
 /** A fake internal server: answers from a table and counts the questions. */

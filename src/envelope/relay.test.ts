@@ -10,7 +10,7 @@ import { parseEnvelopePath } from './address';
 import { decideRecipient, decideSender } from './relay';
 
 function policy(domain: string): DomainPolicy {
-  return { domain, recipientMode: 'any', recipients: new Set() };
+  return { domain, recipientMode: 'any', recipients: new Set(), overrides: new Map() };
 }
 
 const DOMAINS = new Map<string, DomainPolicy>([

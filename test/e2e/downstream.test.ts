@@ -216,10 +216,7 @@ describe('downstream: a working internal server', () => {
     downstream.reset();
   });
 
-  test('a final-dot reply slower than data_timeout: the code is 451, as documented', {
-    todo: 'Haraka 3.3.4 queue_respond() answers every DENYSOFT from hook_queue with 450, '
-      + 'ignoring the DSN code, so the client sees 450 4.4.2 (see report)',
-  }, async () => {
+  test('a final-dot reply slower than data_timeout: the code is 451, as documented', async () => {
     downstream.reset();
     downstream.delayDataReply(1500);
     const { reply } = await timedMessage(gateway, 'gina@example.com', message('slow dot'));
@@ -252,10 +249,7 @@ describe('downstream: nothing listening on the internal server port', () => {
     assert.equal((line['downstream'] as { code?: unknown }).code, 451);
   });
 
-  test('the client gets exactly 451 4.4.1, the reply src/verdict/reasons.ts documents', {
-    todo: 'Haraka 3.3.4 queue_respond() answers every DENYSOFT from hook_queue with 450, '
-      + 'ignoring the DSN code, so the client sees 450 4.4.1 (see report)',
-  }, async () => {
+  test('the client gets exactly 451 4.4.1, the reply src/verdict/reasons.ts documents', async () => {
     const { reply } = await timedMessage(gateway, 'carl@example.com', message('down again'));
     assert.match(reply.raw, /^451 4\.4\.1 /);
   });
