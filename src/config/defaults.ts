@@ -14,6 +14,7 @@ import {
   parseScannerAddress, parseSize, ValueProblem,
 } from './values';
 import { AUTH_DOMAIN_SETTINGS, AUTH_SETTINGS } from './sections/auth';
+import { REPUTATION_DOMAIN_SETTINGS, REPUTATION_SETTINGS } from './sections/reputation';
 import { SCAN_DOMAIN_SETTINGS, SCAN_SETTINGS } from './sections/scan';
 
 /** A key allowed in `[domain example.com]` sections; absent means the global setting applies. */
@@ -205,11 +206,13 @@ const CORE_SETTINGS: readonly SettingSpec[] = [
     parse: (raw) => parseChoice(raw, ['debug', 'info', 'notice', 'warn', 'error', 'crit'] as const) },
 ];
 
-export const SETTINGS: readonly SettingSpec[] = [...CORE_SETTINGS, ...AUTH_SETTINGS, ...SCAN_SETTINGS];
+export const SETTINGS: readonly SettingSpec[] = [
+  ...CORE_SETTINGS, ...REPUTATION_SETTINGS, ...AUTH_SETTINGS, ...SCAN_SETTINGS,
+];
 
 /** Keys of `[domain ...]` sections besides `recipients`, each owned by one check. */
 export const DOMAIN_SETTINGS: readonly DomainSettingSpec[] = [
-  ...AUTH_DOMAIN_SETTINGS, ...SCAN_DOMAIN_SETTINGS,
+  ...REPUTATION_DOMAIN_SETTINGS, ...AUTH_DOMAIN_SETTINGS, ...SCAN_DOMAIN_SETTINGS,
 ];
 
 export { parseBoolean };

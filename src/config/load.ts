@@ -13,6 +13,7 @@ import { hostname as osHostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { DOMAIN_SETTINGS, SETTINGS, type SettingSpec } from './defaults';
 import { buildAuthConfig } from './sections/auth';
+import { buildReputationConfig } from './sections/reputation';
 import { buildScanConfig } from './sections/scan';
 import { ConfigError } from './errors';
 import { parseIni, qualified, type IniDocument } from './ini';
@@ -133,6 +134,7 @@ export function loadConfig(options: LoadOptions = {}): MoatConfig {
     metricsListen: get('metrics.listen'),
     dnsServers: get('dns.servers'),
     redisUrl: get<string>('redis.url') || null,
+    reputation: buildReputationConfig(get),
     auth: buildAuthConfig(get),
     scan: buildScanConfig(get),
     clamd: get('clamd.address'),

@@ -7,6 +7,7 @@
  */
 
 import type { AuthConfig } from './sections/auth';
+import type { ReputationConfig } from './sections/reputation';
 import type { ScanConfig } from './sections/scan';
 
 export interface HostPort {
@@ -93,6 +94,7 @@ export interface MoatConfig {
   metricsListen: HostPort | null;
   dnsServers: HostPort[];
   redisUrl: string | null;
+  reputation: ReputationConfig;
   auth: AuthConfig;
   scan: ScanConfig;
   clamd: string[];
