@@ -114,7 +114,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
 /** True once something on the port sends an SMTP greeting. */
 function greets(port: number): Promise<boolean> {
   return new Promise((resolvePromise) => {
-    const socket = connect({ host: LOOPBACK, port });
+    // From 127.0.0.3, so a gateway that lists 127.0.0.1 as a PROXY host still greets the probe.
+    const socket = connect({ host: LOOPBACK, port, localAddress: '127.0.0.3' });
     const done = (ok: boolean): void => {
       socket.destroy();
       resolvePromise(ok);
