@@ -1,0 +1,36 @@
+# Moat in a container: multi-stage, Node 24, no dev dependencies in the final image, non-root.
+#
+#   docker build -t moat .
+#   docker run -p 25:2525 -e MOAT_DOWNSTREAM=mail.internal:25 -e MOAT_DOMAINS=example.org \
+#     -e MOAT_CLAMD=clamd:3310 -e MOAT_SPAMD=spamd:783 moat
+#
+# The image listens on 2525 (unprivileged); map the host's port 25 to it. State (Maildir,
+# quarantine) lives in /var/lib/moat: mount a volume there.
+
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+COPY plugins ./plugins
+RUN node_modules/.bin/tsc -p tsconfig.json
+
+FROM node:24-bookworm-slim AS runtime
+ENV NODE_ENV=production \
+    MOAT_ROOT=/app \
+    MOAT_LISTEN=0.0.0.0:2525 \
+    MOAT_METRICS_LISTEN=0.0.0.0:9325 \
+    MOAT_STATE_DIR=/var/lib/moat
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+COPY config ./config
+COPY rules ./rules
+RUN mkdir -p /var/lib/moat && chown node:node /var/lib/moat
+USER node
+EXPOSE 2525 9325
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:9325/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+CMD ["node", "dist/src/runtime/main.js"]
