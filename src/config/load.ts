@@ -13,6 +13,7 @@ import { hostname as osHostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { DOMAIN_SETTINGS, SETTINGS, type SettingSpec } from './defaults';
 import { buildAuthConfig } from './sections/auth';
+import { buildRateLimitConfig } from './sections/ratelimit';
 import { buildReputationConfig } from './sections/reputation';
 import { buildScanConfig } from './sections/scan';
 import { ConfigError } from './errors';
@@ -135,6 +136,7 @@ export function loadConfig(options: LoadOptions = {}): MoatConfig {
     dnsServers: get('dns.servers'),
     redisUrl: get<string>('redis.url') || null,
     reputation: buildReputationConfig(get),
+    rateLimit: buildRateLimitConfig(get),
     auth: buildAuthConfig(get),
     scan: buildScanConfig(get),
     clamd: get('clamd.address'),

@@ -7,6 +7,7 @@
  */
 
 import type { AuthConfig } from './sections/auth';
+import type { RateLimitConfig } from './sections/ratelimit';
 import type { ReputationConfig } from './sections/reputation';
 import type { ScanConfig } from './sections/scan';
 
@@ -95,6 +96,7 @@ export interface MoatConfig {
   dnsServers: HostPort[];
   redisUrl: string | null;
   reputation: ReputationConfig;
+  rateLimit: RateLimitConfig;
   auth: AuthConfig;
   scan: ScanConfig;
   clamd: string[];

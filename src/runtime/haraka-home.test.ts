@@ -149,8 +149,8 @@ describe('writeHarakaHome', () => {
   it('plugins: Moat plugins in pipeline order, no tls without a certificate', () => {
     assert.deepEqual(readConfigFile(home, 'plugins').trim().split('\n'), MOAT_PLUGINS);
     assert.deepEqual(MOAT_PLUGINS,
-      ['moat-connection', 'moat-reputation', 'moat-envelope', 'moat-content', 'moat-auth',
-        'moat-scan', 'moat-verdict', 'moat-deliver']);
+      ['moat-connection', 'moat-reputation', 'moat-envelope', 'moat-ratelimit', 'moat-content',
+        'moat-auth', 'moat-scan', 'moat-verdict', 'moat-deliver']);
     assert.equal(existsSync(join(home.configDir, 'tls.ini')), false);
     assert.equal(existsSync(join(home.configDir, 'tls_key.pem')), false);
   });
