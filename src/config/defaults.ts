@@ -14,6 +14,7 @@ import {
   parseScannerAddress, parseSize, ValueProblem,
 } from './values';
 import { AUTH_DOMAIN_SETTINGS, AUTH_SETTINGS } from './sections/auth';
+import { RULES_DOMAIN_SETTINGS, RULES_SETTINGS } from './sections/rules';
 import { RATELIMIT_DOMAIN_SETTINGS, RATELIMIT_SETTINGS } from './sections/ratelimit';
 import { REPUTATION_DOMAIN_SETTINGS, REPUTATION_SETTINGS } from './sections/reputation';
 import { SCAN_DOMAIN_SETTINGS, SCAN_SETTINGS } from './sections/scan';
@@ -209,13 +210,13 @@ const CORE_SETTINGS: readonly SettingSpec[] = [
 
 export const SETTINGS: readonly SettingSpec[] = [
   ...CORE_SETTINGS, ...REPUTATION_SETTINGS, ...RATELIMIT_SETTINGS, ...AUTH_SETTINGS,
-  ...SCAN_SETTINGS,
+  ...SCAN_SETTINGS, ...RULES_SETTINGS,
 ];
 
 /** Keys of `[domain ...]` sections besides `recipients`, each owned by one check. */
 export const DOMAIN_SETTINGS: readonly DomainSettingSpec[] = [
   ...REPUTATION_DOMAIN_SETTINGS, ...RATELIMIT_DOMAIN_SETTINGS, ...AUTH_DOMAIN_SETTINGS,
-  ...SCAN_DOMAIN_SETTINGS,
+  ...SCAN_DOMAIN_SETTINGS, ...RULES_DOMAIN_SETTINGS,
 ];
 
 export { parseBoolean };

@@ -14,6 +14,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { DOMAIN_SETTINGS, SETTINGS, type SettingSpec } from './defaults';
 import { buildAuthConfig } from './sections/auth';
 import { buildRateLimitConfig } from './sections/ratelimit';
+import { buildRulesConfig } from './sections/rules';
 import { buildReputationConfig } from './sections/reputation';
 import { buildScanConfig } from './sections/scan';
 import { ConfigError } from './errors';
@@ -139,6 +140,7 @@ export function loadConfig(options: LoadOptions = {}): MoatConfig {
     rateLimit: buildRateLimitConfig(get),
     auth: buildAuthConfig(get),
     scan: buildScanConfig(get),
+    rules: buildRulesConfig(get),
     clamd: get('clamd.address'),
     spamd: get('spamd.address'),
     log: {

@@ -8,6 +8,7 @@
 
 import type { AuthConfig } from './sections/auth';
 import type { RateLimitConfig } from './sections/ratelimit';
+import type { RulesConfig } from './sections/rules';
 import type { ReputationConfig } from './sections/reputation';
 import type { ScanConfig } from './sections/scan';
 
@@ -99,6 +100,7 @@ export interface MoatConfig {
   rateLimit: RateLimitConfig;
   auth: AuthConfig;
   scan: ScanConfig;
+  rules: RulesConfig;
   clamd: string[];
   spamd: string[];
   log: {

@@ -150,7 +150,7 @@ describe('writeHarakaHome', () => {
     assert.deepEqual(readConfigFile(home, 'plugins').trim().split('\n'), MOAT_PLUGINS);
     assert.deepEqual(MOAT_PLUGINS,
       ['moat-connection', 'moat-reputation', 'moat-envelope', 'moat-ratelimit', 'moat-content',
-        'moat-auth', 'moat-scan', 'moat-verdict', 'moat-deliver']);
+        'moat-auth', 'moat-scan', 'moat-rules', 'moat-verdict', 'moat-deliver']);
     assert.equal(existsSync(join(home.configDir, 'tls.ini')), false);
     assert.equal(existsSync(join(home.configDir, 'tls_key.pem')), false);
   });

@@ -19,7 +19,7 @@ import type { HostPort, MoatConfig } from '../config/types';
 /** Moat's Haraka plugins, in the order a message meets them. */
 export const MOAT_PLUGINS = [
   'moat-connection', 'moat-reputation', 'moat-envelope', 'moat-ratelimit', 'moat-content',
-  'moat-auth', 'moat-scan', 'moat-verdict', 'moat-deliver',
+  'moat-auth', 'moat-scan', 'moat-rules', 'moat-verdict', 'moat-deliver',
 ];
 
 export interface HarakaHome {
