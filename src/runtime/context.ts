@@ -29,8 +29,11 @@ export interface Runtime {
   connections: ConnectionRegistry;
   /** Set when the process is draining for shutdown. */
   draining: boolean;
-  /** Test-only fault injection, see docs/configuration.md (MOAT_FAULT_INJECT). */
-  faults: Set<string>;
+  /**
+   * Fault injection for testing the safety net (MOAT_FAULT_INJECT=hook:data_post or
+   * hook:data_post@2 for the first two times only): point → remaining count (Infinity = always).
+   */
+  faults: Map<string, number>;
 }
 
 export class ConnectionRegistry {
@@ -96,7 +99,7 @@ export function getRuntime(): Runtime {
     config, delivery, forwarder, recipients,
     connections: new ConnectionRegistry(),
     draining: false,
-    faults: new Set((process.env['MOAT_FAULT_INJECT'] ?? '').split(',').filter(Boolean)),
+    faults: parseFaults(process.env['MOAT_FAULT_INJECT'] ?? ''),
   };
   return runtime;
 }
@@ -111,9 +114,26 @@ function downstreamOutcome(outcome: string): 'ok' | 'tempfail' | 'permfail' | 't
   }
 }
 
-/** Throws when a test asked for a fault at this point (MOAT_FAULT_INJECT=hook:<name>). */
-export function injectFault(point: string): void {
-  if (runtime?.faults.has(point)) {
-    throw new Error(`fault injected at ${point} (MOAT_FAULT_INJECT)`);
+function parseFaults(text: string): Map<string, number> {
+  const faults = new Map<string, number>();
+  for (const entry of text.split(',').map((item) => item.trim()).filter(Boolean)) {
+    const [point = '', times] = entry.split('@');
+    faults.set(point, times === undefined ? Infinity : Math.max(0, Number(times) || 0));
   }
+  return faults;
+}
+
+export class InjectedFault extends Error {
+  constructor(readonly point: string) {
+    super(`fault injected at ${point} (MOAT_FAULT_INJECT)`);
+    this.name = 'InjectedFault';
+  }
+}
+
+/** Throws when a test asked for a fault at this point (MOAT_FAULT_INJECT=hook:<name>[@N]). */
+export function injectFault(point: string): void {
+  const remaining = runtime?.faults.get(point);
+  if (remaining === undefined || remaining <= 0) return;
+  runtime?.faults.set(point, remaining - 1);
+  throw new InjectedFault(point);
 }

@@ -150,6 +150,22 @@ describe('inbound: TLS, PROXY and limits', () => {
     await downstream?.stop();
   });
 
+  test('commands pipelined behind STARTTLS are discarded, not run after the handshake', async () => {
+    const talk = await SmtpTalk.connect(gateway.host, gateway.port);
+    try {
+      await talk.expect(220);
+      await talk.command('EHLO client.example.org');
+      await talk.startTls({ ca: certificates.ca, servername: 'localhost' },
+        'MAIL FROM:<injected@evil.example>\r\n');
+      assert.equal((await talk.command('EHLO client.example.org')).code, 250);
+      // Had the injected MAIL run inside the TLS session, this RCPT would be accepted.
+      const rcpt = await talk.command('RCPT TO:<bob@example.com>');
+      assert.equal(rcpt.code, 503, rcpt.raw);
+    } finally {
+      talk.close();
+    }
+  });
+
   test('STARTTLS is advertised, the upgrade works, mail is delivered over it', async () => {
     downstream.reset();
     const talk = await SmtpTalk.connect(gateway.host, gateway.port);

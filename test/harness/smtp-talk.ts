@@ -115,9 +115,13 @@ export class SmtpTalk {
     return this.readReply(timeoutMs);
   }
 
-  /** STARTTLS, expect 220, then run TLS over the same socket. */
-  async startTls(options: ConnectionOptions = {}): Promise<void> {
-    await this.command('STARTTLS').then((reply) => {
+  /**
+   * STARTTLS, expect 220, then run TLS over the same socket. `pipelined` is sent in the same
+   * write right after the STARTTLS line, as a command-injection attacker would.
+   */
+  async startTls(options: ConnectionOptions = {}, pipelined = ''): Promise<void> {
+    this.send(`STARTTLS\r\n${pipelined}`);
+    await this.readReply().then((reply) => {
       if (reply.code !== 220) throw new SmtpTalkError('STARTTLS refused', reply);
     });
     const plain = this.socket;
