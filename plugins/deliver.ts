@@ -7,7 +7,13 @@
  * is down or slow becomes 451 within the configured deadlines. Recipients the server refuses
  * do not fail the others.
  *
- * Needs: the forwarder (src/delivery/forwarder.ts) or the Maildir writer.
+ * Quarantine: when the verdict is `quarantine`, the message is not forwarded. It is stored
+ * (src/quarantine/store.ts), written and fsynced, and only then does the sender get the same
+ * `250 2.0.0 Message accepted` a delivered message gets: the sender is not told that the
+ * message was held, so a spammer cannot probe the thresholds. A store failure answers
+ * 451 4.3.0 (reason quarantine-store-failed) and nothing is kept.
+ *
+ * Needs: the forwarder (src/delivery/forwarder.ts) or the Maildir writer; the quarantine folder.
  * LIMITATION: when the internal server refuses some recipients at delivery time (after Moat
  * accepted them at RCPT), the others are delivered and the client gets 250; the refused ones
  * are logged and counted but no bounce is generated. Use recipient verification
@@ -18,15 +24,31 @@ import { PassThrough, type Readable } from 'node:stream';
 import type { DeliveryResult } from '../src/delivery/types';
 import { logDecision } from '../src/observability/decision-log';
 import { countMessage, countRecipient } from '../src/observability/metrics';
+import {
+  countQuarantineStored, countQuarantineStoreFailure,
+} from '../src/observability/metrics-quarantine';
+import { getQuarantine, startQuarantineMaintenance } from '../src/quarantine/runtime';
 import { getRuntime, injectFault } from '../src/runtime/context';
 import { CONTINUE, hook, refuse, type HookOutcome } from '../src/runtime/hook';
 import type { HarakaConnection, HarakaTransaction } from '../src/runtime/haraka-types';
-import { clientOf, transactionState } from '../src/runtime/state';
-import type { ReasonCode } from '../src/verdict/reasons';
+import { clientOf, transactionState, type TransactionState } from '../src/runtime/state';
+import { reasonReply, type ReasonCode } from '../src/verdict/reasons';
+import type { Decision } from '../src/verdict/verdict';
 
 export function register(): void {
   getRuntime();
 }
+
+/** Quarantine housekeeping (retention purge, gauges) runs where mail is handled. */
+export const hook_init_master = hook('init_master', async () => {
+  if (getRuntime().config.smtp.workers === 0) startQuarantineMaintenance();
+  return CONTINUE;
+});
+
+export const hook_init_child = hook('init_child', async () => {
+  startQuarantineMaintenance();
+  return CONTINUE;
+});
 
 /*
  * Delivery runs at the end of data_post, after moat-content decided, not in Haraka's queue
@@ -39,8 +61,12 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
   const state = transactionState(transaction);
   injectFault('hook:deliver');
   if (!transaction || !state || !state.decision) return refuse('internal-error');
+  if (state.decision.action === 'quarantine') {
+    return quarantine(connection, transaction, state, state.decision);
+  }
 
-  // Headers the checks asked for go on the delivered copy.
+  // Headers the checks asked for go on the delivered copy (removals first).
+  for (const name of state.removeHeaders) transaction.remove_header(name);
   for (const [name, value] of state.decision.headers) transaction.add_header(name, value);
 
   // Hand the message on; the reply to the client is the internal server's.
@@ -65,7 +91,10 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
     envelope: { from: state.sender, to: state.recipients },
     downstream: { code: result.code, text: `${result.enhanced} ${result.text}`.trim() },
     evidence: {
+      ...state.logEvidence,
       verdict: state.decision.reason,
+      results: state.decision.results
+        .map((r) => `${r.check}=${r.result}${r.reason ? `(${r.reason})` : ''}`),
       downstream: result.downstream,
       tls: result.tls,
       size: transaction.data_bytes,
@@ -92,6 +121,62 @@ export const hook_queue = hook('queue', async (connection: HarakaConnection): Pr
   if (!state?.deliveredReply) return refuse('internal-error');
   return { kind: 'accept', reply: state.deliveredReply };
 });
+
+/** Store instead of forwarding; 250 only once the copy is on disk. */
+async function quarantine(
+  connection: HarakaConnection,
+  transaction: HarakaTransaction,
+  state: TransactionState,
+  decision: Decision,
+): Promise<HookOutcome> {
+  const client = clientOf(connection);
+  const envelope = { from: state.sender, to: state.recipients };
+  let id: string;
+  let failure: string | null = null;
+  try {
+    const record = await getQuarantine().store({
+      messageId: transaction.uuid,
+      receivedAt: new Date(state.startedAt),
+      envelope,
+      client,
+      verdict: {
+        action: decision.action, reason: decision.reason, reply: decision.reply,
+        decidedBy: decision.decidedBy?.check ?? null,
+      },
+      results: decision.results,
+      addedHeaders: decision.headers,
+    }, () => openMessage(transaction));
+    id = record.id;
+    countQuarantineStored(record.size);
+  } catch (error) {
+    id = '';
+    failure = error instanceof Error ? error.message : String(error);
+    countQuarantineStoreFailure();
+  }
+
+  // One line either way: the verdict's reason, and where the message is (or why it is not).
+  const reason: ReasonCode = failure === null ? decision.reason : 'quarantine-store-failed';
+  const action = failure === null ? 'quarantine' : 'tempfail';
+  countMessage(action, reason);
+  logDecision({
+    event: 'message', phase: 'data', action, reason,
+    message_id: transaction.uuid, client, envelope,
+    evidence: {
+      ...(failure === null ? { quarantine_id: id } : { error: failure, verdict: decision.reason }),
+      size: transaction.data_bytes,
+      decided_by: decision.decidedBy?.check,
+      detail: decision.decidedBy?.evidence,
+      results: decision.results.map((result) => (result.reason
+        ? `${result.check}=${result.result}(${result.reason})` : `${result.check}=${result.result}`)),
+    },
+    duration_ms: Date.now() - state.startedAt,
+  });
+  if (failure !== null) return refuse('quarantine-store-failed');
+
+  // The sender gets what a delivered message gets.
+  state.deliveredReply = reasonReply('clean');
+  return CONTINUE;
+}
 
 function openMessage(transaction: HarakaTransaction): Readable {
   // dot_stuffed: true tells Haraka the stored lines are dot-stuffed, so it undoes that: the

@@ -48,6 +48,7 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
     message_id: transaction.uuid, client: clientOf(connection),
     envelope: { from: state.sender, to: state.recipients },
     evidence: {
+      ...state.logEvidence,
       reply: `${decision.reply.code} ${decision.reply.enhanced}`,
       size: state.dataBytes,
       decided_by: decision.decidedBy?.check,

@@ -1,10 +1,13 @@
 #!/bin/sh
-# Brings a fresh clone to a runnable state, then runs what was asked: start, test or bench.
+# Brings a fresh clone to a runnable state, then runs what was asked: start, test, bench or
+# soak.
 #
 # 1. npm packages from the lockfile, which include Node 24 itself (the `node` package): the
 #    machine's own Node may be older, so everything below runs on node_modules/.bin/node.
 # 2. Debian packages the tests and the local scanners need (scripts/ensure-deps.sh installs
-#    them when running as root, and otherwise says what to install).
+#    them when running as root, and otherwise says what to install). `start` needs them only
+#    when it will run clamd or spamd itself, i.e. when MOAT_CLAMD or MOAT_SPAMD is unset; if
+#    they cannot be installed it goes on, and the gateway then says which scanner is missing.
 # 3. The TypeScript build, into dist/.
 set -eu
 cd "$(dirname "$0")/.."
@@ -25,7 +28,13 @@ fi
 
 # 2. Debian packages (only what this command needs).
 case "$what" in
-  test|bench) sh scripts/ensure-deps.sh ;;
+  test) sh scripts/ensure-deps.sh ;;
+  bench|soak) sh scripts/ensure-deps.sh --bench ;;
+  start)
+    if [ -z "${MOAT_CLAMD:-}" ] || [ -z "${MOAT_SPAMD:-}" ]; then
+      sh scripts/ensure-deps.sh || echo "moat: continuing without the missing packages" >&2
+    fi
+    ;;
 esac
 
 # 3. Build.
@@ -35,5 +44,6 @@ case "$what" in
   start) exec "$NODE" dist/src/runtime/main.js "$@" ;;
   test) exec "$NODE" dist/test/run-tests.js "$@" ;;
   bench) exec "$NODE" dist/bench/run.js "$@" ;;
-  *) echo "usage: bootstrap.sh start|test|bench" >&2; exit 64 ;;
+  soak) exec "$NODE" dist/bench/soak.js "$@" ;;
+  *) echo "usage: bootstrap.sh start|test|bench|soak" >&2; exit 64 ;;
 esac

@@ -17,6 +17,7 @@ import { buildRateLimitConfig } from './sections/ratelimit';
 import { buildRulesConfig } from './sections/rules';
 import { buildReputationConfig } from './sections/reputation';
 import { buildScanConfig } from './sections/scan';
+import { buildQuarantineConfig } from '../quarantine/config';
 import { ConfigError } from './errors';
 import { parseIni, qualified, type IniDocument } from './ini';
 import type { DomainPolicy, MoatConfig, RecipientMode } from './types';
@@ -140,6 +141,7 @@ export function loadConfig(options: LoadOptions = {}): MoatConfig {
     rateLimit: buildRateLimitConfig(get),
     auth: buildAuthConfig(get),
     scan: buildScanConfig(get),
+    quarantine: buildQuarantineConfig(get),
     rules: buildRulesConfig(get),
     clamd: get('clamd.address'),
     spamd: get('spamd.address'),

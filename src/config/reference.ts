@@ -18,15 +18,16 @@ export function renderReference(): string {
     ';   [domain example.com]',
     ';   recipients = list+verify',
   ];
-  let section = '';
-  for (const spec of SETTINGS) {
-    if (spec.section !== section) {
-      section = spec.section;
-      out.push('', `[${section}]`);
+  // One block per section, in order of first appearance: the loader refuses a repeated
+  // section, and several tables (core, reputation, scan ...) may add keys to one section.
+  const sections = [...new Set(SETTINGS.map((spec) => spec.section))];
+  for (const section of sections) {
+    out.push('', `[${section}]`);
+    for (const spec of SETTINGS.filter((candidate) => candidate.section === section)) {
+      const env = spec.env ? ` (env ${spec.env})` : '';
+      out.push(`; ${spec.why}${env}`);
+      out.push(`;${spec.key} = ${spec.default}`);
     }
-    const env = spec.env ? ` (env ${spec.env})` : '';
-    out.push(`; ${spec.why}${env}`);
-    out.push(`;${spec.key} = ${spec.default}`);
   }
   return `${out.join('\n')}\n`;
 }

@@ -6,6 +6,7 @@
  * live in src/config/defaults.ts and in the comments of config/moat.ini.
  */
 
+import type { QuarantineConfig } from '../quarantine/config';
 import type { AuthConfig } from './sections/auth';
 import type { RateLimitConfig } from './sections/ratelimit';
 import type { RulesConfig } from './sections/rules';
@@ -100,6 +101,8 @@ export interface MoatConfig {
   rateLimit: RateLimitConfig;
   auth: AuthConfig;
   scan: ScanConfig;
+  /** Quarantine folder and retention, local scanners (src/quarantine/config.ts). */
+  quarantine: QuarantineConfig;
   rules: RulesConfig;
   clamd: string[];
   spamd: string[];

@@ -10,6 +10,11 @@
  *
  * Signals: Haraka drains on SIGINT (graceful_shutdown); SIGTERM is mapped to the same path,
  * since Haraka only listens for SIGTERM when it is PID 1. A second signal exits at once.
+ *
+ * Scanners: when clamd or spamd has no address (MOAT_CLAMD, MOAT_SPAMD) and `[scanners] local`
+ * is `auto`, the master starts them locally (./scanners.ts) and waits until they answer before
+ * Haraka loads the plugins; their addresses go into MOAT_CLAMD / MOAT_SPAMD, which the plugins
+ * and cluster workers read. They are stopped when this process exits, however it exits.
  */
 
 import cluster from 'node:cluster';
@@ -19,11 +24,14 @@ import { ConfigError } from '../config/errors';
 import { loadConfig } from '../config/load';
 import type { MoatConfig } from '../config/types';
 import { formatHostPort, RunAsUserError, writeHarakaHome } from './haraka-home';
+import {
+  localScannersNeeded, ScannerSupervisor, type ScannerLog, type ScannerName,
+} from './scanners';
 
 export const PROJECT_ROOT = resolve(__dirname, '..', '..', '..');
 const DIST_DIR = resolve(__dirname, '..', '..');
 
-export function startGateway(): void {
+export async function startGateway(): Promise<void> {
   // A cluster worker re-runs this file: the master has already validated and written the home.
   if (cluster.isWorker && process.env['HARAKA']) {
     runHaraka();
@@ -61,16 +69,75 @@ export function startGateway(): void {
   process.env['MOAT_ROOT'] = process.env['MOAT_ROOT'] ?? PROJECT_ROOT;
 
   announce(config);
+  await startLocalScanners(config);
   installSignalMapping();
   runHaraka();
 }
 
-function announce(config: MoatConfig): void {
-  const say = (level: string, msg: string, fields: Record<string, unknown> = {}): void => {
+const say = (level: string, msg: string, fields: Record<string, unknown> = {}): void => {
+  process.stdout.write(`${JSON.stringify({
+    ts: new Date().toISOString(), level, component: 'start', msg, ...fields,
+  })}\n`);
+};
+
+/** Runs clamd/spamd locally where no address is configured; exits 1 if they cannot start. */
+async function startLocalScanners(config: MoatConfig): Promise<void> {
+  const needed = localScannersNeeded(config.clamd, config.spamd, config.quarantine.localScanners);
+  const configured: Array<[ScannerName, string[]]> = [['clamd', config.clamd], ['spamd', config.spamd]];
+  for (const [name, addresses] of configured) {
+    if (addresses.length > 0) say('info', `${name} configured`, { scanner: name, addresses });
+    else if (!needed.includes(name)) {
+      say('warn', `*** NO ${name.toUpperCase()}: no address set and [scanners] local = off ***`);
+    }
+  }
+  if (needed.length === 0) return;
+
+  say('info', `starting local ${needed.join(' and ')} (no address configured; production sets `
+    + `${needed.map((name) => `MOAT_${name.toUpperCase()}`).join(' and ')})`, {
+    scanners: needed, folder: `${config.stateDir}/scanners`,
+  });
+  const scannerLog: ScannerLog = (level, msg, fields = {}) => {
     process.stdout.write(`${JSON.stringify({
-      ts: new Date().toISOString(), level, component: 'start', msg, ...fields,
+      ts: new Date().toISOString(), level, component: 'scanners', msg, ...fields,
     })}\n`);
   };
+  const supervisor = new ScannerSupervisor(needed, {
+    stateDir: config.stateDir,
+    signatureDir: resolve(PROJECT_ROOT, 'clamav'),
+    maxMessageBytes: config.smtp.maxMessageBytes,
+    log: scannerLog,
+  });
+
+  // Stopped on every way out: normal exit, a signal during start-up.
+  process.on('exit', () => supervisor.stopNow());
+  const abort = (signal: NodeJS.Signals): void => {
+    supervisor.stopNow();
+    process.kill(process.pid, signal);
+  };
+  const onSigint = (): void => abort('SIGINT');
+  const onSigterm = (): void => abort('SIGTERM');
+  process.once('SIGINT', onSigint);
+  process.once('SIGTERM', onSigterm);
+  try {
+    const addresses = await supervisor.start();
+    if (addresses.clamd) process.env['MOAT_CLAMD'] = addresses.clamd;
+    if (addresses.spamd) process.env['MOAT_SPAMD'] = addresses.spamd;
+    for (const scanner of supervisor.scanners) {
+      say('info', `local ${scanner.name} ready`, {
+        scanner: scanner.name, address: scanner.address, pid: scanner.pid,
+        log: `${scanner.workDir}/${scanner.name}.log`,
+      });
+    }
+  } catch (error) {
+    process.stderr.write(`moat: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  } finally {
+    process.removeListener('SIGINT', onSigint);
+    process.removeListener('SIGTERM', onSigterm);
+  }
+}
+
+function announce(config: MoatConfig): void {
   say('info', 'Moat starting', {
     listen: config.smtp.listen.map(formatHostPort),
     domains: [...config.domains.keys()],
@@ -107,4 +174,4 @@ function runHaraka(): void {
   require('Haraka/haraka.js');
 }
 
-if (require.main === module) startGateway();
+if (require.main === module) void startGateway();

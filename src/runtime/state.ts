@@ -6,7 +6,9 @@
  * Verdict; the delivery stage reads the decision. Nothing here is shared between connections.
  */
 
+import type { TransactionAuth } from '../auth/transaction';
 import type { DirtyDataChecker } from '../content/dirty-data';
+import type { DnsListVerdict } from '../reputation/dnsbl';
 import type { SmtpReply } from '../verdict/reasons';
 import type { Decision } from '../verdict/verdict';
 import { Verdict } from '../verdict/verdict';
@@ -21,6 +23,8 @@ export interface ConnectionState {
   /** Whether this connection was counted in the registry (and must be removed once). */
   registered: boolean;
   openedAt: number;
+  /** The DNS list check made at connect; null when no zones are configured. */
+  reputation: DnsListVerdict | null;
 }
 
 export interface TransactionState {
@@ -41,6 +45,12 @@ export interface TransactionState {
   sizeExceeded: boolean;
   dirty: DirtyDataChecker | null;
   rateTimer: NodeJS.Timeout | null;
+  /** Headers to remove from the delivered copy (before decision.headers are added). */
+  removeHeaders: string[];
+  /** Extra evidence checks attach to the message's decision line, e.g. `rules`. */
+  logEvidence: Record<string, unknown>;
+  /** Sender authentication so far (SPF from MAIL time); set by moat-auth. */
+  auth?: TransactionAuth;
 }
 
 export function connectionState(connection: HarakaConnection): ConnectionState {
@@ -52,6 +62,7 @@ export function connectionState(connection: HarakaConnection): ConnectionState {
     proxiedBy: connection.proxy?.ip ?? null,
     registered: false,
     openedAt: Date.now(),
+    reputation: null,
   };
   connection.notes.moat = state;
   return state;
@@ -72,6 +83,8 @@ export function startTransaction(transaction: HarakaTransaction, sender: string)
     sizeExceeded: false,
     dirty: null,
     rateTimer: null,
+    removeHeaders: [],
+    logEvidence: {},
   };
   transaction.notes.moat = state;
   return state;

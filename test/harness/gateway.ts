@@ -58,6 +58,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     MOAT_METRICS_LISTEN: `${LOOPBACK}:${metricsPort}`,
     MOAT_STATE_DIR: stateDir,
     MOAT_DOMAINS: 'example.com',
+    // A test that wants scanners passes their addresses (or, for the quickstart, sets this
+    // back to auto); the others must not pay for a local clamd and spamd per gateway.
+    MOAT_LOCAL_SCANNERS: 'off',
     ...options.env,
   };
   if (options.ini !== undefined) {

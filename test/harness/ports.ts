@@ -27,8 +27,23 @@ export class TcpExchangeError extends Error {
   }
 }
 
-/** A TCP port on 127.0.0.1 that nothing listened on a moment ago. */
-export function freePort(): Promise<number> {
+/*
+ * Ports this process has already handed out. The OS may give the same port 0 twice in a row
+ * once the probe is closed, and two ports asked for one daemon (SMTP and metrics) must differ.
+ */
+const handedOut = new Set<number>();
+
+/** A TCP port on 127.0.0.1 that nothing listened on a moment ago and not handed out before. */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await probePort();
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+}
+
+function probePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once('error', reject);

@@ -1,6 +1,8 @@
 /*
- * The parts of the `dns-packet` package (5.x) that test/harness/dns.ts uses. The package ships
- * no type declarations and @types/dns-packet is not installed.
+ * The parts of the `dns-packet` package (5.x) that Moat uses: the resolver (src/dns) and the
+ * test DNS server (test/harness/dns.ts). The package ships no type declarations and
+ * @types/dns-packet is not installed. Decoded packets carry `rcode` as a name (NOERROR,
+ * NXDOMAIN ...) and the header flags as booleans (`flag_tc` for truncation).
  */
 
 declare module 'dns-packet' {
@@ -26,6 +28,8 @@ declare module 'dns-packet' {
     opcode?: string;
     rcode?: string;
     flag_rd?: boolean;
+    flag_tc?: boolean;
+    flag_qr?: boolean;
     questions?: Question[];
     answers?: Answer[];
     authorities?: Answer[];

@@ -1,0 +1,49 @@
+/*
+ * Adapts the scanning stage's ParsedMessage (src/scan/mime) to the RuleMessage the rules read,
+ * so a message is parsed once for clamd, the MIME checks and the rules.
+ *
+ * It needs the decoded bodies: the walker must have run with `keepBodyBytes` > 0. A part cut
+ * at that bound is read as far as it was kept (LIMITATION: a rule then sees only the start of
+ * a very large attachment; its size is still the full decoded size).
+ */
+
+import type { MimePart, ParsedMessage } from '../scan/mime/message';
+import { decodeEncodedWords } from '../scan/mime/header-fields';
+import type { RuleAttachment, RuleHeader, RuleMessage } from './message';
+import { decodeCharset, htmlToText } from './mime-reader';
+
+/** True when the parse kept the decoded bodies the rules need. */
+export function hasBodies(parsed: ParsedMessage): boolean {
+  return parsed.parts.every((part) => part.isMultipart || part.decodedBytes === 0 || part.body !== undefined);
+}
+
+export function fromParsedMessage(parsed: ParsedMessage, size: number): RuleMessage {
+  const headers: RuleHeader[] = parsed.root.headers.map((field) => ({
+    name: field.raw.slice(0, field.raw.indexOf(':')).trim() || field.name,
+    value: decodeEncodedWords(field.value),
+  }));
+  const subject = headers.find((header) => header.name.toLowerCase() === 'subject')?.value ?? '';
+  const texts: string[] = [];
+  const attachments: RuleAttachment[] = [];
+  for (const part of parsed.parts) {
+    if (part.isMultipart || part.children.length > 0) continue;
+    const bytes = part.body ?? Buffer.alloc(0);
+    if (part.isAttachment) {
+      attachments.push(attachmentOf(part, bytes));
+      continue;
+    }
+    if (part.contentType !== 'text/plain' && part.contentType !== 'text/html') continue;
+    const text = decodeCharset(bytes, part.parameters.get('charset') ?? 'us-ascii');
+    texts.push(part.contentType === 'text/html' ? htmlToText(text) : text);
+  }
+  return { headers, subject, text: texts.join('\n'), attachments, size };
+}
+
+function attachmentOf(part: MimePart, bytes: Buffer): RuleAttachment {
+  return {
+    filename: part.filename ?? '',
+    declaredType: (part.declaredType ?? part.contentType).split(';')[0]?.trim().toLowerCase() ?? '',
+    bytes,
+    size: part.decodedBytes,
+  };
+}

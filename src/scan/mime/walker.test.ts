@@ -1,0 +1,107 @@
+/*
+ * The MIME walker against the corpus in test/fixtures/mime: each `clean-*.eml` must read
+ * without a problem, each `<code>--<variant>.eml` must report <code> first. Also: decoding,
+ * file names, limits, and that chunking does not change the result.
+ */
+
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { describe, it } from 'node:test';
+
+import { MimeWalker, parseMessage } from './walker';
+
+const CORPUS = resolve(__dirname, '..', '..', '..', '..', 'test', 'fixtures', 'mime');
+const MARKER = 'harmless attachment payload\n';
+
+function crlf(text: string): Buffer {
+  return Buffer.from(text.replace(/\r?\n/g, '\r\n'), 'latin1');
+}
+
+describe('MIME corpus', () => {
+  const files = readdirSync(CORPUS).filter((name) => name.endsWith('.eml')).sort();
+  it('has clean and problem variants', () => {
+    assert.ok(files.filter((name) => name.startsWith('clean-')).length >= 4);
+    assert.ok(files.filter((name) => name.includes('--')).length >= 20);
+  });
+  for (const name of files) {
+    const expected = name.startsWith('clean-') ? null : name.split('--')[0];
+    it(`${name} → ${expected ?? 'no problem'}`, async () => {
+      const parsed = await parseMessage(readFileSync(join(CORPUS, name)));
+      const codes = parsed.problems.map((problem) => problem.code);
+      if (expected === null) assert.deepEqual(parsed.problems, []);
+      else assert.equal(codes[0], expected, JSON.stringify(parsed.problems));
+    });
+  }
+});
+
+describe('MimeWalker', () => {
+  it('decodes base64 and quoted-printable parts and finds file names', async () => {
+    const parsed = await parseMessage(readFileSync(join(CORPUS, 'clean-multipart-folded.eml')),
+      { keepBodyBytes: 1024 });
+    const attachment = parsed.attachments[0];
+    assert.equal(parsed.attachments.length, 1);
+    assert.equal(attachment?.filename, 'a.bin');
+    assert.equal(attachment?.body?.toString('latin1'), MARKER);
+    assert.equal(attachment?.decodedBytes, MARKER.length);
+    assert.equal(parsed.parts[0]?.contentType, 'multipart/mixed');
+    assert.equal(parsed.parts[1]?.body?.toString(), 'hi');
+
+    const nested = await parseMessage(readFileSync(join(CORPUS, 'clean-nested.eml')),
+      { keepBodyBytes: 1024 });
+    const html = nested.parts.find((part) => part.contentType === 'text/html');
+    assert.equal(html?.body?.toString('utf8'), '<p>café softbreak</p>');
+    assert.equal(html?.path, '1.2');
+    const inner = nested.parts.find((part) => part.headers.some((field) => field.value === 'inner'));
+    assert.equal(inner?.depth, 2);
+    assert.equal(inner?.body?.toString(), 'forwarded');
+  });
+
+  it('joins RFC 2231 continuations and RFC 2047 words in names', async () => {
+    const rfc2231 = await parseMessage(readFileSync(join(CORPUS, 'clean-rfc2231.eml')));
+    assert.equal(rfc2231.attachments[0]?.filename, 'résum.pdf');
+    const words = await parseMessage(readFileSync(join(CORPUS, 'clean-encoded-word-fold.eml')));
+    assert.equal(words.attachments[0]?.filename, 'rapport.pdf');
+  });
+
+  it('gives the same result whatever the chunking', async () => {
+    const message = readFileSync(join(CORPUS, 'clean-nested.eml'));
+    const whole = await parseMessage(message, { keepBodyBytes: 1024 });
+    const walker = new MimeWalker({ keepBodyBytes: 1024 });
+    for (let start = 0; start < message.length; start += 7) {
+      await walker.write(message.subarray(start, start + 7));
+    }
+    const pieces = await walker.end();
+    assert.deepEqual(pieces.parts.map((part) => [part.path, part.body?.toString()]),
+      whole.parts.map((part) => [part.path, part.body?.toString()]));
+  });
+
+  it('streams decoded leaf bytes to a sink', async () => {
+    const seen: string[] = [];
+    await parseMessage(readFileSync(join(CORPUS, 'clean-multipart-folded.eml')), {}, {
+      partStart: (part) => { seen.push(`start ${part.path}`); },
+      partData: (part, chunk) => { seen.push(`${part.path}:${chunk.toString('latin1')}`); },
+      partEnd: (part) => { seen.push(`end ${part.path}`); },
+    });
+    assert.deepEqual(seen, ['start 1', '1:hi', 'end 1', 'start 2', `2:${MARKER}`, 'end 2']);
+  });
+
+  it('reports nesting deeper than the limit', async () => {
+    const text = crlf(['Content-Type: multipart/mixed; boundary="top"', '', '--top',
+      'Content-Type: multipart/mixed; boundary="a1"', '', '--a1',
+      'Content-Type: multipart/mixed; boundary="b2"', '', '--b2', 'Content-Type: text/plain',
+      '', 'deep', '--b2--', '--a1--', '--top--', ''].join('\n'));
+    const parsed = await parseMessage(text, { maxDepth: 1 });
+    assert.equal(parsed.problems[0]?.code, 'mime-too-deep');
+    assert.deepEqual((await parseMessage(text)).problems, []);
+  });
+
+  it('reports more parts than the limit and stops', async () => {
+    const lines = ['Content-Type: multipart/mixed; boundary="p"', ''];
+    for (let index = 0; index < 10; index += 1) lines.push('--p', '', `part ${index}`);
+    lines.push('--p--', '');
+    const parsed = await parseMessage(crlf(lines.join('\n')), { maxParts: 5 });
+    assert.equal(parsed.problems[0]?.code, 'mime-too-many-parts');
+    assert.equal(parsed.parts.length, 5);
+  });
+});

@@ -1,0 +1,261 @@
+/*
+ * Scans one message with everything at once: the message is read a single time and each chunk
+ * goes, as it comes, to clamd (the whole message, INSTREAM), to Moat's MIME walker (which
+ * sends each decoded attachment to clamd on its own connection, a bounded number at a time)
+ * and to the spamd buffer (at most spamd.max_size octets, then spamd is asked while the rest
+ * still streams). No second copy of the message is held; the slowest reader sets the pace.
+ *
+ * Each scanner has its own absolute deadline (clamd.timeout, spamd.timeout), started when the
+ * scan starts. The report says what each scanner found or why it could not say; turning that
+ * into an action is src/scan/policy.ts's job.
+ */
+
+import type { Readable } from 'node:stream';
+import type { ScanConfig } from '../config/sections/scan';
+import type { ClamdClient, ClamdScan, ClamdVerdict } from './clamd';
+import { Deadline, ScannerError } from './errors';
+import type { MimePart, ParsedMessage } from './mime/message';
+import { MimeWalker } from './mime/walker';
+import type { SpamdClient, SpamdVerdict } from './spamd';
+
+export interface ScanJob {
+  /** Opens the message as the recipient will get it (dot-unstuffed, CRLF); called once. */
+  open(): Readable;
+  clamd: ClamdClient | null;
+  spamd: SpamdClient | null;
+  config: ScanConfig;
+}
+
+export interface ClamdFinding {
+  signature: string;
+  /** `message` for the whole message, else the MIME part path. */
+  where: string;
+  filename?: string;
+}
+
+export interface ClamdReport {
+  status: 'clean' | 'found' | 'error' | 'skip';
+  findings: ClamdFinding[];
+  /** Scans run: the whole message plus each decoded part. */
+  scans: number;
+  error?: ScannerError;
+  address?: string;
+  seconds: number;
+}
+
+export interface SpamdReport {
+  status: 'scored' | 'error' | 'skip';
+  verdict?: SpamdVerdict;
+  error?: ScannerError;
+  /** Octets sent to spamd, and whether that was only a prefix of the message. */
+  bytesSent: number;
+  truncated: boolean;
+  seconds: number;
+}
+
+export interface ScanReport {
+  clamd: ClamdReport;
+  spamd: SpamdReport;
+  mime: ParsedMessage;
+  /** Octets of the message as read. */
+  bytes: number;
+  seconds: number;
+}
+
+/** Parts worth a scan of their own: anything encoded, and anything a client offers as a file. */
+function scanWorthy(part: MimePart): boolean {
+  return part.isAttachment || part.transferEncoding === 'base64'
+    || part.transferEncoding === 'quoted-printable';
+}
+
+export async function scanMessage(job: ScanJob): Promise<ScanReport> {
+  const started = Date.now();
+  const config = job.config;
+  const clamdDeadline = new Deadline(config.clamd.timeoutMs, started);
+  const spamdDeadline = new Deadline(config.spamd.timeoutMs, started);
+
+  // clamd: the whole message, and each decoded part on its own connection.
+  const whole = job.clamd?.scan(clamdDeadline) ?? null;
+  const partScans: Array<Promise<{ verdict: ClamdVerdict; part: MimePart }>> = [];
+  const slots = new Slots(config.clamd.maxParallelParts);
+  const open = new Map<MimePart, ClamdScan>();
+  const clamd = job.clamd;
+  const walker = new MimeWalker({
+    maxDepth: config.mimeMaxDepth, maxParts: config.mimeMaxParts,
+  }, clamd && config.clamd.scanParts ? {
+    partData: async (part, chunk) => {
+      if (!scanWorthy(part)) return;
+      let scan = open.get(part);
+      if (!scan) {
+        // Opened on the first octet: an empty part has nothing to scan.
+        await slots.take();
+        scan = clamd.scan(clamdDeadline);
+        open.set(part, scan);
+        const result = scan.result.then((verdict) => ({ verdict, part }));
+        void result.then(() => slots.give(), () => slots.give());
+        partScans.push(result);
+      }
+      await scan.write(chunk);
+    },
+    partEnd: (part) => {
+      open.get(part)?.end();
+      open.delete(part);
+    },
+  } : {});
+
+  // spamd: a bounded buffer, sent as soon as it is full or the message ends.
+  const collector = new PrefixCollector(config.spamd.maxSize);
+  let spamdResult: Promise<SpamdVerdict> | null = null;
+  let spamdDone = 0;
+  const askSpamd = (): void => {
+    if (!job.spamd || spamdResult) return;
+    spamdResult = job.spamd.check(collector.message(), spamdDeadline);
+    spamdResult.then(() => { spamdDone = Date.now(); }, () => { spamdDone = Date.now(); });
+  };
+
+  // One read of the message feeds all three.
+  let bytes = 0;
+  try {
+    for await (const chunk of job.open() as AsyncIterable<Buffer>) {
+      bytes += chunk.length;
+      const writes: Array<Promise<void>> = [walker.write(chunk)];
+      if (whole) writes.push(whole.write(chunk));
+      if (job.spamd && !collector.full) {
+        collector.add(chunk);
+        if (collector.full) askSpamd();
+      }
+      await Promise.all(writes);
+    }
+  } catch (error) {
+    whole?.abort();
+    for (const scan of open.values()) scan.abort();
+    throw error;
+  }
+  whole?.end();
+  const mime = await walker.end();
+  for (const scan of open.values()) scan.end();
+  askSpamd();
+
+  // Wait for every verdict (each bounded by its deadline).
+  const [clamdReport, spamdReport] = await Promise.all([
+    clamdOutcome(whole, partScans, started),
+    spamdOutcome(spamdResult, collector, started, () => spamdDone),
+  ]);
+  return {
+    clamd: clamdReport, spamd: spamdReport, mime, bytes, seconds: (Date.now() - started) / 1000,
+  };
+}
+
+async function clamdOutcome(
+  whole: ClamdScan | null,
+  partScans: Array<Promise<{ verdict: ClamdVerdict; part: MimePart }>>,
+  started: number,
+): Promise<ClamdReport> {
+  if (!whole) return { status: 'skip', findings: [], scans: 0, seconds: 0 };
+  const [wholeResult, ...parts] = await Promise.allSettled([
+    whole.result.then((verdict) => ({ verdict, part: null as MimePart | null })), ...partScans,
+  ]);
+  const seconds = (Date.now() - started) / 1000;
+
+  const findings: ClamdFinding[] = [];
+  let error: ScannerError | undefined;
+  let address: string | undefined;
+  for (const result of [wholeResult, ...parts]) {
+    if (!result) continue;
+    if (result.status === 'rejected') {
+      error ??= result.reason instanceof ScannerError ? result.reason
+        : new ScannerError('clamd', 'unavailable', null, String(result.reason),
+          { cause: result.reason });
+      continue;
+    }
+    const { verdict, part } = result.value;
+    address ??= verdict.address;
+    if (verdict.status !== 'found') continue;
+    for (const signature of verdict.signatures) {
+      findings.push({
+        signature, where: part ? part.path : 'message',
+        ...(part?.filename ? { filename: part.filename } : {}),
+      });
+    }
+  }
+
+  const scans = 1 + partScans.length;
+  const base = { findings, scans, seconds, ...(address ? { address } : {}) };
+  if (findings.length > 0) return { status: 'found', ...base, ...(error ? { error } : {}) };
+  if (error) return { status: 'error', ...base, error };
+  return { status: 'clean', ...base };
+}
+
+async function spamdOutcome(
+  pending: Promise<SpamdVerdict> | null, collector: PrefixCollector, started: number,
+  finishedAt: () => number,
+): Promise<SpamdReport> {
+  if (!pending) return { status: 'skip', bytesSent: 0, truncated: false, seconds: 0 };
+  const sent = { bytesSent: collector.sentBytes, truncated: collector.truncated };
+  try {
+    const verdict = await pending;
+    return { status: 'scored', verdict, ...sent, seconds: (finishedAt() - started) / 1000 };
+  } catch (error) {
+    const failure = error instanceof ScannerError ? error
+      : new ScannerError('spamd', 'unavailable', null, String(error), { cause: error });
+    return { status: 'error', error: failure, ...sent, seconds: (Date.now() - started) / 1000 };
+  }
+}
+
+/** Keeps the first `limit` octets; a longer message is cut after its last whole line. */
+class PrefixCollector {
+  private readonly chunks: Buffer[] = [];
+  private length = 0;
+  truncated = false;
+  sentBytes = 0;
+
+  constructor(private readonly limit: number) {}
+
+  get full(): boolean {
+    return this.truncated;
+  }
+
+  add(chunk: Buffer): void {
+    if (this.truncated) return;
+    const room = this.limit - this.length;
+    if (chunk.length > room) {
+      this.chunks.push(chunk.subarray(0, room));
+      this.length += room;
+      this.truncated = true;
+      return;
+    }
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+  }
+
+  message(): Buffer {
+    let message = Buffer.concat(this.chunks);
+    if (this.truncated) {
+      const lastLine = message.lastIndexOf('\r\n');
+      if (lastLine > 0) message = message.subarray(0, lastLine + 2);
+    }
+    this.sentBytes = message.length;
+    return message;
+  }
+}
+
+/** A counting semaphore for attachment scans in flight. */
+class Slots {
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private free: number) {}
+
+  async take(): Promise<void> {
+    if (this.free > 0) {
+      this.free -= 1;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  give(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free += 1;
+  }
+}

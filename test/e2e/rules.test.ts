@@ -1,0 +1,424 @@
+/*
+ * End to end: content-control rules over real SMTP.
+ *
+ * A real Moat with MOAT_RULES_DIR pointing at a temporary folder, a real SMTP server as the
+ * internal mailbox server, and a raw client. Each condition kind is exercised by one rule that
+ * adds an `X-Rule-Hit: <id>` header, so the delivered bytes show which rules matched. Then the
+ * actions (reject, tempfail, quarantine, tag, headers, redirect, copy, notify), monitor mode,
+ * expiry, precedence, the decision line and metrics, live reload of a good and a bad set, and
+ * a bad set at start-up.
+ */
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startDownstream, type Downstream } from '../harness/downstream';
+import { REPO_ROOT, startGateway, type Gateway } from '../harness/gateway';
+import { freePort } from '../harness/ports';
+import { makeTempDir } from '../harness/process';
+import { messageWithAttachment, plainMessage, zipArchive } from '../harness/samples';
+import { sendMail } from '../harness/smtp-talk';
+
+const MAIN = join(REPO_ROOT, 'dist', 'src', 'runtime', 'main.js');
+
+/** A rule that only marks the delivered copy when `when` holds. */
+function marker(id: string, when: string, extra = ''): string {
+  return `  - id: ${id}
+    description: marks ${id}
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    order: 500
+${extra}    when:
+${when.split('\n').map((line) => `      ${line}`).join('\n')}
+    actions:
+      - add_header: { name: X-Rule-Hit, value: ${id} }
+`;
+}
+
+const CONDITION_RULES = `rules:
+${marker('c-sender-domain', 'sender: { domain: partner.example }')}
+${marker('c-recipient-list', 'recipient: { list: vips }')}
+${marker('c-client-network', 'client: { network: [127.0.0.0/8] }')}
+${marker('c-header-regex', 'header: { name: X-Campaign, regex: "^spring-\\\\d+$" }')}
+${marker('c-header-exists', 'header: { name: X-Priority, exists: true }')}
+${marker('c-subject-keywords', 'subject: { keywords: [confidential, secret] }')}
+${marker('c-body-dictionary', 'body: { list: insider-words, min_count: 2 }')}
+${marker('c-detector-iban', 'detector: { name: iban }')}
+${marker('c-attachment-in-zip', 'attachment: { name: "*.js" }')}
+${marker('c-type-mismatch', 'attachment: { type_mismatch: true }')}
+${marker('c-encrypted', 'attachment: { encrypted: true }')}
+${marker('c-macros', 'attachment: { macros: true }')}
+${marker('c-size', 'size: { over: 20k }')}
+${marker('c-attachment-count', 'attachment_count: { min: 2 }')}
+${marker('c-check-result', 'all:\n  - check: { name: dirty-data, result: pass }\n  - subject: { contains: check-me }')}
+${marker('c-not-any', 'not:\n  any:\n    - sender: { domain: partner.example }\n    - subject: { contains: zzz-never }')}
+`;
+
+const ACTION_RULES = `rules:
+  - id: a-reject
+    description: refuse with our own text
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    order: 10
+    when: { subject: { contains: please-reject } }
+    actions:
+      - reject: "Policy 7 forbids this"
+  - id: a-tempfail
+    description: defer
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    order: 10
+    when: { subject: { contains: please-defer } }
+    actions:
+      - tempfail: { text: "Come back later", code: 450, enhanced: 4.7.0 }
+  - id: a-quarantine
+    description: hold
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    order: 10
+    when: { subject: { contains: please-hold } }
+    actions:
+      - quarantine: held for review
+  - id: a-tag
+    description: tag and headers
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    order: 10
+    when: { subject: { contains: please-tag } }
+    actions:
+      - tag_subject: "[TAGGED]"
+      - add_header: { name: X-Policy, value: tagged }
+      - remove_header: X-Internal-Secret
+  - id: a-redirect
+    description: redirect
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    order: 10
+    when: { subject: { contains: please-redirect } }
+    actions:
+      - redirect: review@example.com
+  - id: a-copy-notify
+    description: archive copy and a note to compliance
+    owner: test@example.com
+    mode: enforce
+    direction: outbound
+    order: 10
+    when: { detector: { name: payment_card } }
+    actions:
+      - copy_to: archive@example.com
+      - notify: { to: compliance@example.com, subject: "card number sent" }
+  - id: a-monitor
+    description: would refuse
+    owner: test@example.com
+    mode: monitor
+    direction: any
+    order: 10
+    when: { subject: { contains: please-monitor } }
+    actions:
+      - reject: would refuse
+  - id: a-expired
+    description: expired long ago
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    order: 10
+    expires: 2020-01-31
+    when: { subject: { contains: please-expired } }
+    actions:
+      - reject: expired rule
+  - id: p-first-tag
+    description: precedence, first
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    order: 20
+    when: { subject: { contains: precedence } }
+    actions:
+      - add_header: { name: X-Seen, value: p-first-tag }
+  - id: p-second-reject
+    description: precedence, the final one
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    order: 30
+    when: { subject: { contains: precedence } }
+    actions:
+      - reject: second rule decides
+  - id: p-third-quarantine
+    description: precedence, never reached
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    order: 40
+    when: { subject: { contains: precedence } }
+    actions:
+      - quarantine: true
+`;
+
+let downstream: Downstream;
+let gateway: Gateway;
+let rulesDir: string;
+
+before(async () => {
+  downstream = await startDownstream();
+  rulesDir = makeTempDir('moat-rules-');
+  mkdirSync(join(rulesDir, 'lists'));
+  writeFileSync(join(rulesDir, 'lists', 'vips.txt'), '# VIP recipients\nceo@example.com\n');
+  writeFileSync(join(rulesDir, 'lists', 'insider-words.txt'), 'merger\nproject falcon\nacquisition\n');
+  writeFileSync(join(rulesDir, 'conditions.yaml'), CONDITION_RULES);
+  writeFileSync(join(rulesDir, 'actions.yaml'), ACTION_RULES);
+  gateway = await startGateway({
+    env: { MOAT_DOWNSTREAM: downstream.address, MOAT_RULES_DIR: rulesDir },
+    ini: '[rules]\nreload_delay = 100ms\n',
+  });
+});
+
+after(async () => {
+  await gateway?.stop();
+  await downstream?.stop();
+});
+
+async function send(data: string, options: { from?: string; to?: string[] } = {}) {
+  const before = downstream.messages.length;
+  const steps = await sendMail({
+    host: gateway.host, port: gateway.port, from: options.from ?? 'alice@sender.example',
+    to: options.to ?? ['bob@example.com'], data,
+  });
+  const reply = steps.find((step) => step.step === 'message')?.reply;
+  return { reply, text: reply?.lines.join(' ') ?? '', before };
+}
+
+async function deliveredHits(data: string, options: { from?: string; to?: string[] } = {}): Promise<string[]> {
+  const { reply, before } = await send(data, options);
+  assert.equal(reply?.code, 250, JSON.stringify(reply));
+  const messages = await downstream.waitForMessages(before + 1);
+  const text = messages.at(-1)?.data.toString('latin1') ?? '';
+  return [...text.matchAll(/^X-Rule-Hit: (\S+)/gm)].map((match) => match[1] ?? '');
+}
+
+describe('conditions over SMTP', () => {
+  test('envelope, client, header, subject and check conditions', async () => {
+    const hits = await deliveredHits(
+      'From: <a@partner.example>\r\nTo: <ceo@example.com>\r\nSubject: Confidential: check-me\r\n'
+      + 'X-Campaign: spring-2027\r\nX-Priority: 1\r\n\r\nhello\r\n',
+      { from: 'a@partner.example', to: ['ceo@example.com'] });
+    for (const id of ['c-sender-domain', 'c-recipient-list', 'c-client-network', 'c-header-regex',
+      'c-header-exists', 'c-subject-keywords', 'c-check-result']) {
+      assert.ok(hits.includes(id), `${id} did not fire: ${hits.join(',')}`);
+    }
+    assert.ok(!hits.includes('c-not-any'));
+    assert.ok(!hits.includes('c-body-dictionary'));
+  });
+
+  test('body dictionary with a minimum count, and an IBAN detector', async () => {
+    const hits = await deliveredHits(plainMessage({
+      subject: 'notes',
+      body: 'The merger talks and Project  Falcon go on.\r\nPay to DE89 3704 0044 0532 0130 00 please.\r\n',
+    }));
+    assert.ok(hits.includes('c-body-dictionary'), hits.join(','));
+    assert.ok(hits.includes('c-detector-iban'), hits.join(','));
+    const fewer = await deliveredHits(plainMessage({ subject: 'notes', body: 'Only the merger.\r\nDE89 3704 0044 0532 0130 01\r\n' }));
+    assert.ok(!fewer.includes('c-body-dictionary'));
+    assert.ok(!fewer.includes('c-detector-iban'), 'a bad IBAN checksum must not match');
+  });
+
+  test('attachments: a name inside a zip, a disguised type, an encrypted archive, macros', async () => {
+    const zipped = zipArchive([{ name: 'tools/run.js', content: Buffer.from('alert(1)\n') }]);
+    let hits = await deliveredHits(messageWithAttachment('bundle.zip', zipped, 'application/zip'));
+    assert.ok(hits.includes('c-attachment-in-zip'), hits.join(','));
+    assert.ok(!hits.includes('c-encrypted'));
+
+    const png = Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex');
+    hits = await deliveredHits(messageWithAttachment('report.pdf', png, 'application/pdf'));
+    assert.ok(hits.includes('c-type-mismatch'), hits.join(','));
+
+    const encrypted = zipArchive([{ name: 'secret.txt', content: Buffer.from('x') }], { stored: true });
+    encrypted.writeUInt16LE(1, 6); // local header: encrypted
+    encrypted.writeUInt16LE(1, encrypted.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02])) + 8);
+    hits = await deliveredHits(messageWithAttachment('secret.zip', encrypted, 'application/zip'));
+    assert.ok(hits.includes('c-encrypted'), hits.join(','));
+
+    const docm = zipArchive([
+      { name: '[Content_Types].xml', content: Buffer.from('<Types/>') },
+      { name: 'word/document.xml', content: Buffer.from('<w:document/>') },
+      { name: 'word/vbaProject.bin', content: Buffer.from('VBA') },
+    ]);
+    hits = await deliveredHits(messageWithAttachment('budget.docm', docm,
+      'application/vnd.ms-word.document.macroEnabled.12'));
+    assert.ok(hits.includes('c-macros'), hits.join(','));
+    assert.ok(!hits.includes('c-type-mismatch'), hits.join(','));
+  });
+
+  test('message size and attachment count', async () => {
+    const big = 'x'.repeat(70) + '\r\n';
+    const hits = await deliveredHits(plainMessage({ subject: 'big', body: big.repeat(400) }));
+    assert.ok(hits.includes('c-size'), hits.join(','));
+    const small = await deliveredHits(plainMessage({ subject: 'small' }));
+    assert.ok(!small.includes('c-size'));
+    assert.ok(!small.includes('c-attachment-count'));
+  });
+});
+
+describe('actions over SMTP', () => {
+  test('reject answers 550 with the rule text; nothing is delivered; the line names the rule', async () => {
+    const { reply, text, before } = await send(plainMessage({ subject: 'please-reject now' }));
+    assert.equal(reply?.code, 550);
+    assert.match(text, /^5\.7\.1 Policy 7 forbids this/);
+    await sleep(200);
+    assert.equal(downstream.messages.length, before);
+    const line = await gateway.waitForDecision((entry) => entry['reason'] === 'rule-reject');
+    const rules = (line['evidence'] as Record<string, unknown>)['rules'] as Record<string, unknown>;
+    assert.deepEqual(rules['fired'], ['a-reject(enforce:reject)']);
+    assert.match(String(rules['version']), /^[0-9a-f]{12}$/);
+  });
+
+  test('tempfail answers the rule\'s own 4xx', async () => {
+    const { reply, text } = await send(plainMessage({ subject: 'please-defer' }));
+    assert.equal(reply?.code, 450);
+    assert.match(text, /^4\.7\.0 Come back later/);
+  });
+
+  test('quarantine is the decision', async () => {
+    await send(plainMessage({ subject: 'please-hold', messageId: '<hold@example.org>' }));
+    const line = await gateway.waitForDecision((entry) => entry['reason'] === 'rule-quarantine'
+      || (entry['evidence'] as Record<string, unknown> | undefined)?.['verdict'] === 'rule-quarantine');
+    assert.equal(line['action'], 'quarantine');
+  });
+
+  test('tag_subject, add_header and remove_header change the delivered copy', async () => {
+    const { before } = await send('From: <a@sender.example>\r\nSubject: please-tag me\r\n'
+      + 'X-Internal-Secret: 42\r\n\r\nbody\r\n');
+    const [message] = (await downstream.waitForMessages(before + 1)).slice(-1);
+    const text = message?.data.toString('latin1') ?? '';
+    assert.match(text, /^Subject: \[TAGGED\] please-tag me\r$/m);
+    assert.equal((text.match(/^Subject:/gm) ?? []).length, 1);
+    assert.match(text, /^X-Policy: tagged\r$/m);
+    assert.doesNotMatch(text, /X-Internal-Secret/);
+  });
+
+  test('redirect replaces the recipients', async () => {
+    const { before } = await send(plainMessage({ subject: 'please-redirect' }), { to: ['bob@example.com'] });
+    const [message] = (await downstream.waitForMessages(before + 1)).slice(-1);
+    assert.deepEqual(message?.rcptTo, ['review@example.com']);
+  });
+
+  test('outbound card number: delivered, copied to the archive, compliance notified (masked)', async () => {
+    // 127.0.0.1 is an internal network and example.com an accepted domain: outbound.
+    const { reply, before } = await send(plainMessage({ subject: 'order', body: 'card 4111-1111-1111-1111\r\n' }),
+      { from: 'alice@example.com', to: ['bob@example.com'] });
+    assert.equal(reply?.code, 250);
+    const messages = (await downstream.waitForMessages(before + 3)).slice(before);
+    const copy = messages.find((entry) => entry.rcptTo.includes('archive@example.com'));
+    const note = messages.find((entry) => entry.rcptTo.includes('compliance@example.com'));
+    assert.ok(messages.some((entry) => entry.rcptTo.includes('bob@example.com')));
+    assert.match(copy?.data.toString('latin1') ?? '', /^X-Moat-Rule-Copy: a-copy-notify; version=/m);
+    assert.equal(note?.mailFrom, '');
+    const noteText = note?.data.toString('latin1') ?? '';
+    assert.match(noteText, /^Subject: card number sent/m);
+    assert.match(noteText, /\*{12}1111/);
+    assert.doesNotMatch(noteText, /4111-1111-1111-1111|4111111111111111/);
+  });
+
+  test('monitor mode only records what it would have done', async () => {
+    const { reply } = await send(plainMessage({ subject: 'please-monitor' }));
+    assert.equal(reply?.code, 250);
+    const line = await gateway.waitForDecision((entry) => {
+      const rules = (entry['evidence'] as Record<string, unknown> | undefined)?.['rules'] as Record<string, unknown> | undefined;
+      return Array.isArray(rules?.['monitored']) && (rules['monitored'] as string[]).includes('a-monitor(monitor:reject)');
+    });
+    assert.equal(line['event'], 'delivery');
+    const metrics = await (await fetch(`http://${gateway.host}:${gateway.metricsPort}/metrics`)).text();
+    assert.match(metrics, /moat_rule_hits_total\{rule="a-monitor",mode="monitor",action="reject"\} 1/);
+  });
+
+  test('an expired rule no longer runs', async () => {
+    const { reply } = await send(plainMessage({ subject: 'please-expired' }));
+    assert.equal(reply?.code, 250);
+  });
+
+  test('precedence: the first final rule in order decides; earlier non-final actions are kept', async () => {
+    const { reply, text } = await send(plainMessage({ subject: 'precedence test' }));
+    assert.equal(reply?.code, 550);
+    assert.match(text, /second rule decides/);
+    const line = await gateway.waitForDecision((entry) => {
+      const rules = (entry['evidence'] as Record<string, unknown> | undefined)?.['rules'] as Record<string, unknown> | undefined;
+      return Array.isArray(rules?.['fired']) && (rules['fired'] as string[]).includes('p-second-reject(enforce:reject)');
+    });
+    const fired = ((line['evidence'] as Record<string, unknown>)['rules'] as Record<string, unknown>)['fired'];
+    assert.deepEqual(fired, ['p-first-tag(enforce:other)', 'p-second-reject(enforce:reject)']);
+  });
+});
+
+describe('live reload', () => {
+  test('a good set is picked up; a bad set is refused whole and the old one keeps running', async () => {
+    writeFileSync(join(rulesDir, 'reload.yaml'), `rules:
+  - id: r-new
+    description: added at run time
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    when: { subject: { contains: reload-probe } }
+    actions:
+      - reject: new rule active
+`);
+    await waitForLine((line) => line['msg'] === 'rule set reloaded');
+    let result = await send(plainMessage({ subject: 'reload-probe' }));
+    assert.equal(result.reply?.code, 550);
+    assert.match(result.text, /new rule active/);
+
+    // A bad file: unknown key and a bad regex. Refused, logged with positions, counted.
+    writeFileSync(join(rulesDir, 'broken.yaml'), `rules:
+  - id: r-broken
+    description: bad
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    when: { subject: { regex: "([a-z" } }
+    actoins: []
+`);
+    const problem = await waitForLine((line) => String(line['msg']).startsWith('rule problem: broken.yaml:'));
+    assert.match(String(problem['problem']), /broken\.yaml:\d+:\d+: /);
+    const metrics = await (await fetch(`http://${gateway.host}:${gateway.metricsPort}/metrics`)).text();
+    assert.match(metrics, /moat_rules_reloads_total\{outcome="refused"\} [1-9]/);
+    result = await send(plainMessage({ subject: 'reload-probe' }));
+    assert.equal(result.reply?.code, 550, 'the previous set must keep running');
+  });
+});
+
+async function waitForLine(predicate: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const found = gateway.lines().find(predicate);
+    if (found) return found;
+    await sleep(50);
+  }
+  throw new Error('expected log line did not appear');
+}
+
+test('a bad rule set stops start-up with exit 2 and one line per problem', async () => {
+  const [port, clamd, spamd] = [await freePort(), await freePort(), await freePort()];
+  const dir = makeTempDir('moat-rules-bad-');
+  writeFileSync(join(dir, 'bad.yaml'), 'rules:\n  - id: Bad_Id\n    description: x\n    owner: y\n'
+    + '    mode: enforce\n    direction: sideways\n    when: { body: { regex: "(" } }\n    actions: [ { reject: no } ]\n');
+  const run = spawnSync(process.execPath, [MAIN], {
+    env: { ...process.env, MOAT_ROOT: REPO_ROOT, MOAT_RULES_DIR: dir, MOAT_STATE_DIR: makeTempDir('moat-st-'),
+      MOAT_LISTEN: `127.0.0.1:${port}`, MOAT_CONFIG_DIR: makeTempDir('moat-cf-'),
+      MOAT_CLAMD: `127.0.0.1:${clamd}`, MOAT_SPAMD: `127.0.0.1:${spamd}` },
+    encoding: 'utf8', timeout: 20_000,
+  });
+  assert.equal(run.status, 2, run.stderr);
+  const lines = run.stderr.trim().split('\n').filter((line) => line.startsWith('moat: configuration error: '));
+  assert.equal(lines.length, 3, run.stderr);
+  assert.match(lines[0] ?? '', /bad\.yaml:2:9: rule id "Bad_Id" is not allowed/);
+  assert.match(lines[1] ?? '', /bad\.yaml:6:16: direction "sideways" is not known; expected one of inbound, outbound, any/);
+  assert.match(lines[2] ?? '', /bad\.yaml:7:28: bad regular expression/);
+});
