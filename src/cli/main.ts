@@ -3,6 +3,7 @@
  *
  *   moat start                 run the gateway in the foreground (what `npm start` runs)
  *   moat quarantine ...        list, show, release, delete and purge held mail (./quarantine.ts)
+ *   moat rules test|explain    run the rule test cases; explain a message (./rules.ts)
  *   moat help | --version
  *
  * It reads the same configuration as the gateway (config/moat.ini, MOAT_* variables,
@@ -28,6 +29,9 @@ export const USAGE = `usage: moat <command>
 
   start              run the gateway in the foreground (same as npm start)
   quarantine ...     work with held mail; \`moat quarantine help\` for details
+  rules test         run the rule test cases in rules/tests (exit 1 when one fails)
+  rules explain MESSAGE.eml --from ADDRESS --to ADDRESS
+                     which rules match the message and why
   help, --version
 
 Configuration comes from config/moat.ini and MOAT_* variables, as for the gateway.
