@@ -116,3 +116,14 @@ test('TLS settings must come in pairs and point at files', () => {
     env: { MOAT_TLS_CERT: '/nonexistent/cert.pem', MOAT_TLS_KEY: '/nonexistent/key.pem' } }));
   assert.match(missing.message, /does not exist/);
 });
+
+test('a message limit above what clamd reads stops start-up; equal or lower loads', () => {
+  const dir = tempConfig('[smtp]\nmax_message_size = 30M\n[clamd]\nstream_max_length = 25M\n');
+  const error = problemOf(() => loadConfig({ root: REPO, configDir: dir, env: { MOAT_CLAMD: '127.0.0.1:3310' } }));
+  assert.equal(error.problem.key, 'clamd.stream_max_length');
+  assert.match(error.message, /expected at least smtp\.max_message_size \(31457280 bytes\): clamd would refuse/);
+
+  const fits = tempConfig('[smtp]\nmax_message_size = 20M\n[clamd]\nstream_max_length = 25M\n');
+  const config = loadConfig({ root: REPO, configDir: fits, env: { MOAT_CLAMD: '127.0.0.1:3310' } });
+  assert.equal(config.smtp.maxMessageBytes, 20 * 1024 * 1024);
+});

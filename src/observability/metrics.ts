@@ -44,6 +44,13 @@ AggregatorRegistry.setRegistries([registry]);
 
 collectDefaultMetrics({ register: registry, prefix: 'moat_' });
 
+// prom-client names three gauges `..._total` (the totals of nodejs_active_{handles,requests,
+// resources}{type}); Prometheus reserves that suffix for counters and `promtool check metrics`
+// refuses them. The per-type gauges stay, and their sum is the same number.
+for (const name of ['handles', 'requests', 'resources']) {
+  registry.removeSingleMetric(`moat_nodejs_active_${name}_total`);
+}
+
 /** Distinct values one label may take before further new values are counted as `other`. */
 export const MAX_VALUES_PER_LABEL = 200;
 

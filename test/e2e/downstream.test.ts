@@ -116,7 +116,7 @@ describe('downstream: a working internal server', () => {
     assert.deepEqual(delivered.map((entry) => entry.connectionNumber), [1, 1, 1]);
   });
 
-  test('a clean message arrives byte for byte, with only Received: added on top', async () => {
+  test('a clean message arrives byte for byte, with only Moat\'s trace fields added', async () => {
     downstream.reset();
     const body = 'First line.\r\n.Leading dot line\r\n..two dots\r\nLast line.\r\n';
     const original = message('byte for byte', body);
@@ -128,13 +128,22 @@ describe('downstream: a working internal server', () => {
     assert.deepEqual(delivered.rcptTo, ['bytes@example.com']);
     assert.equal(delivered.mailFrom, SENDER);
 
-    // The tail is the original exactly; what is on top is Received: header fields only.
+    // The body is the original exactly. The header section is the original's, with Received:
+    // on top and, since this gateway has no scanners, X-Moat-Unscanned: at its end; no other
+    // byte differs.
     const data = delivered.data.toString('latin1');
-    assert.ok(data.endsWith(original), `delivered data does not end with the original:\n${data}`);
-    const added = data.slice(0, data.length - original.length);
-    assert.match(added, /^Received: /);
-    const addedFields = added.split(/\r\n(?![ \t])/).filter((field) => field !== '');
-    for (const field of addedFields) assert.match(field, /^Received: /, `added: ${field}`);
+    const [head, ...rest] = data.split('\r\n\r\n');
+    const [originalHead, ...originalRest] = original.split('\r\n\r\n');
+    assert.equal(rest.join('\r\n\r\n'), originalRest.join('\r\n\r\n'), 'the body changed');
+    const fields = (head ?? '').split(/\r\n(?![ \t])/);
+    const received = fields.findIndex((field) => !field.startsWith('Received: '));
+    assert.ok(received >= 1, `no Received: on top:\n${data}`);
+    const trailing = fields.slice(received);
+    const added = trailing.filter((field) => /^X-Moat-Unscanned: /.test(field));
+    assert.deepEqual(added, ['X-Moat-Unscanned: malware (clamd not configured)',
+      'X-Moat-Unscanned: spam (spamd not configured)']);
+    assert.equal(trailing.slice(0, trailing.length - added.length).join('\r\n'), originalHead,
+      `the original header fields changed:\n${data}`);
 
     // In data the dot lines are as written; on the wire they are stuffed; CRLF only.
     const wire = delivered.wire.toString('latin1');

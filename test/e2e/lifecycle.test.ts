@@ -147,7 +147,9 @@ test('without an internal server, mail is written to the local Maildir before th
     assert.equal(files.length, 1);
     const stored = readFileSync(join(folder, files[0] ?? ''), 'latin1');
     assert.match(stored, /^Return-Path: <alice@sender\.example>\r\n/);
-    assert.ok(stored.endsWith('Subject: local\r\n\r\n.dot line\r\nbody\r\n'));
+    // Moat's marks go at the end of the header section; the rest is the message as sent.
+    assert.ok(stored.endsWith('Subject: local\r\nX-Moat-Unscanned: malware (clamd not configured)\r\n'
+      + 'X-Moat-Unscanned: spam (spamd not configured)\r\n\r\n.dot line\r\nbody\r\n'), stored);
     assert.equal(readdirSync(join(gateway.stateDir, 'maildir', 'tmp')).length, 0);
   } finally {
     await gateway.stop();

@@ -124,6 +124,22 @@ describe('malware', () => {
     const clamdPart = last['clamd'] as { scans: number };
     assert.ok(clamdPart.scans >= 2, 'the decoded attachment was not scanned on its own');
   });
+
+  test('a message an earlier check refused is not scanned at all', async () => {
+    // A bare CR: refused by the content checks, which run before the scanners.
+    const scans = (): number => gateway.lines().filter((line) => line['msg'] === 'message scanned').length;
+    const before = scans();
+    const message = plainMessage({ body: `${EICAR_STRING}\r\nbare\rCR\r\n` });
+    const outcome = await send(gateway, message);
+    assert.equal(outcome.code, 554, outcome.text);
+    assert.match(outcome.text, /^5\.6\.0 /);
+    assert.doesNotMatch(outcome.text, /malware/);
+    assert.equal(outcome.delivered, undefined);
+    const line = await gateway.waitForDecision((entry) => entry['reason'] === 'bare-cr'
+      && JSON.stringify(entry).includes('already refused'));
+    assert.doesNotMatch(JSON.stringify(line), /Eicar/i, 'clamd was asked after all');
+    assert.equal(scans(), before, 'a scan ran for a refused message');
+  });
 });
 
 describe('spam', () => {
