@@ -31,7 +31,7 @@ import { RulesError } from '../src/rules/errors';
 import { fromRawMessage, headerValues, type RuleMessage } from '../src/rules/message';
 import { directionOf, getRules, internalNetworks } from '../src/rules/runtime';
 import { fromParsedMessage, hasBodies } from '../src/rules/scan-adapter';
-import type { ParsedMessage } from '../src/scan/mime/message';
+import { SHARED_PARSE_NOTE, type ParsedMessage } from '../src/scan/mime/message';
 
 interface Pending {
   outcome: RulesOutcome;
@@ -123,7 +123,7 @@ export const hook_queue = hook('queue', async (connection: HarakaConnection): Pr
 
 async function messageOf(transaction: HarakaTransaction): Promise<RuleMessage> {
   // The scanning stage's parse, when it kept the decoded bodies; else our own reading.
-  const shared = transaction.notes['moat_mime'] as ParsedMessage | undefined;
+  const shared = transaction.notes[SHARED_PARSE_NOTE] as ParsedMessage | undefined;
   if (shared && hasBodies(shared)) return fromParsedMessage(shared, transaction.data_bytes);
   const chunks: Buffer[] = [];
   for await (const chunk of openMessage(transaction) as AsyncIterable<Buffer>) chunks.push(chunk);

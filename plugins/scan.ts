@@ -26,6 +26,7 @@ import { transactionState } from '../src/runtime/state';
 import { judgeScan, spamThresholdsFor, VERDICT_HEADERS, type ScanJudgement } from '../src/scan/policy';
 import { scanRuntime } from '../src/scan/runtime';
 import { scanMessage, type ScanReport } from '../src/scan/scheduler';
+import { SHARED_PARSE_NOTE } from '../src/scan/mime/message';
 
 export function register(): void {
   // Builds the clients and says at start-up what is and is not scanned.
@@ -60,10 +61,13 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
   // Verdict headers may only come from Moat.
   for (const name of VERDICT_HEADERS) transaction.remove_header(name);
 
+  // The one MIME parse of the message: the rules after us read it (with its decoded bodies)
+  // from the transaction's notes rather than parsing the message again.
   const report = await scanMessage({
     open: () => openMessage(transaction), clamd: scanners.clamd, spamd: scanners.spamd,
-    config: config.scan,
+    config: config.scan, keepBodyBytes: config.smtp.maxMessageBytes,
   });
+  transaction.notes[SHARED_PARSE_NOTE] = report.mime;
   const judgement = judgeScan(report, config.scan, spamThresholdsFor(config, state.recipients));
 
   // Into the verdict: results, headers, and the Subject prefix of tagged spam.

@@ -3,9 +3,9 @@
  * HTML parts), and the attachments with their bytes. Rules read only this interface, so the
  * MIME parsing behind it can be shared with the other checks (one parse per message).
  *
- * `fromRawMessage` builds it with the small MIME reader in mime-reader.ts. When the scanning
- * stage's parsed message is available on the transaction, plugins/rules.ts adapts that one
- * instead (see adaptParsedMessage there).
+ * In the gateway, plugins/rules.ts adapts the scanning stage's parse (./scan-adapter.ts).
+ * `fromRawMessage` builds it with the small MIME reader in mime-reader.ts, for the command-line
+ * tools and for a message the scanning stage did not parse.
  */
 
 import { parseMime } from './mime-reader';

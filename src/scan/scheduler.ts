@@ -24,6 +24,11 @@ export interface ScanJob {
   clamd: ClamdClient | null;
   spamd: SpamdClient | null;
   config: ScanConfig;
+  /**
+   * Keep each part's decoded body up to this many octets in the report's parse, for the
+   * checks after the scanners (the content rules) to read instead of parsing again. 0: none.
+   */
+  keepBodyBytes?: number;
 }
 
 export interface ClamdFinding {
@@ -81,7 +86,7 @@ export async function scanMessage(job: ScanJob): Promise<ScanReport> {
   const open = new Map<MimePart, ClamdScan>();
   const clamd = job.clamd;
   const walker = new MimeWalker({
-    maxDepth: config.mimeMaxDepth, maxParts: config.mimeMaxParts,
+    maxDepth: config.mimeMaxDepth, maxParts: config.mimeMaxParts, keepBodyBytes: job.keepBodyBytes ?? 0,
   }, clamd && config.clamd.scanParts ? {
     partData: async (part, chunk) => {
       if (!scanWorthy(part)) return;

@@ -69,3 +69,9 @@ export interface MimeSink {
 }
 
 export const DEFAULT_MIME_LIMITS: MimeLimits = { maxDepth: 20, maxParts: 500 };
+
+/**
+ * The transaction note under which the scanning stage leaves its ParsedMessage (with decoded
+ * bodies) for the checks after it, so the message is parsed once.
+ */
+export const SHARED_PARSE_NOTE = 'moat_mime';

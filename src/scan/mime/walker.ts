@@ -49,6 +49,8 @@ export class MimeWalker {
   private readonly frames: Frame[] = [];
   private readonly boundaries: string[] = [];
   private readonly parts: MimePart[] = [];
+  /** Decoded bodies being kept (MimeLimits.keepBodyBytes), by part, joined at the end. */
+  private readonly kept = new Map<MimePart, Buffer[]>();
   private readonly problems: MimeProblem[] = [];
   private stopped = false;
   private depthReported = false;
@@ -89,6 +91,10 @@ export class MimeWalker {
       this.report('mime-boundary-unclosed', `no closing boundary`, frame.part.path);
     }
     this.frames.length = 0;
+
+    // Kept bodies are gathered as chunks and joined once, here.
+    for (const [part, chunks] of this.kept) part.body = Buffer.concat(chunks);
+    this.kept.clear();
 
     const root = this.parts[0] ?? this.current;
     return {
@@ -264,9 +270,11 @@ export class MimeWalker {
     part.decodedBytes += decoded.length;
     const keep = this.limits.keepBodyBytes ?? 0;
     if (keep > 0 && part.body) {
-      const room = keep - part.body.length;
+      const chunks = this.kept.get(part) ?? [];
+      this.kept.set(part, chunks);
+      const room = keep - (part.decodedBytes - decoded.length);
       if (room < decoded.length) part.bodyTruncated = true;
-      if (room > 0) part.body = Buffer.concat([part.body, decoded.subarray(0, room)]);
+      if (room > 0) chunks.push(decoded.subarray(0, room));
     }
     await this.sink.partData?.(part, decoded);
   }
