@@ -1,11 +1,17 @@
-# Moat in a container: multi-stage, Node 24, no dev dependencies in the final image, non-root.
+# Moat in a container: multi-stage, Node 24, no dev dependencies in the final image, non-root,
+# with a health check.
 #
 #   docker build -t moat .
 #   docker run -p 25:2525 -e MOAT_DOWNSTREAM=mail.internal:25 -e MOAT_DOMAINS=example.org \
-#     -e MOAT_CLAMD=clamd:3310 -e MOAT_SPAMD=spamd:783 moat
+#     -e MOAT_CLAMD=clamd:3310 -e MOAT_SPAMD=spamd:783 -v moat-state:/var/lib/moat moat
 #
-# The image listens on 2525 (unprivileged); map the host's port 25 to it. State (Maildir,
-# quarantine) lives in /var/lib/moat: mount a volume there.
+# The image listens on 2525 (unprivileged; map the host's port 25 to it) and serves /metrics,
+# /healthz and /readyz on 9325. State (Maildir, quarantine, Haraka's generated home) lives in
+# /var/lib/moat: mount a volume there. Configuration is /app/config (mount your own moat.ini
+# and recipients.txt over it) and rules /app/rules. Without MOAT_CLAMD and MOAT_SPAMD the
+# gateway would try to run local scanners, which the image does not contain, and stops with a
+# message saying what to set. `moat quarantine ...` is on the PATH (docker exec).
+# docker-compose.yml runs the whole stack; docs/deployment.md explains it.
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
@@ -14,7 +20,10 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
 COPY plugins ./plugins
-RUN node_modules/.bin/tsc -p tsconfig.json
+# The gateway only: unit tests beside the modules import the test harness, which is not here.
+RUN printf '%s' '{"extends": "./tsconfig.json", "include": ["src/**/*.ts", "plugins/**/*.ts"],' \
+    ' "exclude": ["**/*.test.ts"], "compilerOptions": {"incremental": false}}' > tsconfig.image.json \
+  && node_modules/.bin/tsc -p tsconfig.image.json
 
 FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production \
@@ -24,11 +33,14 @@ ENV NODE_ENV=production \
     MOAT_STATE_DIR=/var/lib/moat
 WORKDIR /app
 COPY package.json package-lock.json ./
+# Production dependencies only: TypeScript, the test tools and the `node` package stay behind.
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 COPY config ./config
 COPY rules ./rules
-RUN mkdir -p /var/lib/moat && chown node:node /var/lib/moat
+COPY bin ./bin
+RUN ln -s /app/bin/moat /usr/local/bin/moat \
+  && mkdir -p /var/lib/moat && chown node:node /var/lib/moat
 USER node
 EXPOSE 2525 9325
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

@@ -17,6 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { installProxyV2Translation } from '../src/connection/proxy-v2';
 import { logDecision, log } from '../src/observability/decision-log';
 import { startMetricsServer, type MetricsServer } from '../src/observability/http';
+import { setDependencyProbes } from '../src/observability/metrics-health';
 import {
   connectionClosed, connectionOpened, countConnection,
 } from '../src/observability/metrics';
@@ -25,7 +26,7 @@ import { CONTINUE, hook, refuse } from '../src/runtime/hook';
 import type { HarakaConnection } from '../src/runtime/haraka-types';
 import { clientOf, connectionState } from '../src/runtime/state';
 import { REASONS } from '../src/verdict/reasons';
-import { readiness } from '../src/runtime/readiness';
+import { dependencyProbes, readiness } from '../src/runtime/readiness';
 import { startDrain } from '../src/runtime/drain';
 
 interface HarakaPlugin {
@@ -48,6 +49,7 @@ export const hook_init_master = hook('init_master', async (server: HarakaServer)
   if (runtime.config.metricsListen && !metricsServer) {
     const { host, port } = runtime.config.metricsListen;
     metricsServer = await startMetricsServer({ host, port, readiness: () => readiness(runtime) });
+    setDependencyProbes(dependencyProbes(runtime));
     log('info', 'metrics', 'metrics endpoint listening', { host, port });
   }
   return CONTINUE;

@@ -105,7 +105,8 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
   return CONTINUE;
 });
 
-export const hook_reset_transaction = hook('reset_transaction', async (connection: HarakaConnection) => {
+export const hook_reset_transaction = hook('reset_transaction',
+  async (connection: HarakaConnection) => {
   const state = transactionState(connection.transaction);
   if (state) stopRateWatch(state);
   return CONTINUE;
@@ -131,9 +132,12 @@ function watchDataRate(
       event: 'message', phase: 'data', action: 'tempfail', reason: 'slow-data',
       message_id: connection.transaction?.uuid, client: clientOf(connection),
       envelope: { from: state.sender, to: state.recipients },
-      evidence: { bytes: state.dataBytes, seconds: Math.round(elapsedMs / 1000), min_rate: minRate },
+      evidence: {
+        bytes: state.dataBytes, seconds: Math.round(elapsedMs / 1000), min_rate: minRate,
+      },
     });
-    connection.respond(reply.code, `${reply.enhanced} ${reply.text}`, () => connection.disconnect());
+    connection.respond(reply.code, `${reply.enhanced} ${reply.text}`,
+      () => connection.disconnect());
   }, RATE_CHECK_INTERVAL_MS);
   state.rateTimer.unref();
 }

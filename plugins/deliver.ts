@@ -55,7 +55,8 @@ export const hook_init_child = hook('init_child', async () => {
  * hook: Haraka's queue reply path replaces the SMTP code with 450/550, whereas data_post keeps
  * the exact code Moat chooses (451 4.4.1, 554 ...). The queue hook then only confirms the 250.
  */
-export const hook_data_post = hook('data_post', async (connection: HarakaConnection): Promise<HookOutcome> => {
+export const hook_data_post = hook('data_post',
+  async (connection: HarakaConnection): Promise<HookOutcome> => {
   const runtime = getRuntime();
   const transaction = connection.transaction;
   const state = transactionState(transaction);
@@ -116,7 +117,8 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
 });
 
 /** The message is already with the internal server: confirm with its 250. */
-export const hook_queue = hook('queue', async (connection: HarakaConnection): Promise<HookOutcome> => {
+export const hook_queue = hook('queue',
+  async (connection: HarakaConnection): Promise<HookOutcome> => {
   const state = transactionState(connection.transaction);
   if (!state?.deliveredReply) return refuse('internal-error');
   return { kind: 'accept', reply: state.deliveredReply };
@@ -167,7 +169,8 @@ async function quarantine(
       decided_by: decision.decidedBy?.check,
       detail: decision.decidedBy?.evidence,
       results: decision.results.map((result) => (result.reason
-        ? `${result.check}=${result.result}(${result.reason})` : `${result.check}=${result.result}`)),
+        ? `${result.check}=${result.result}(${result.reason})`
+        : `${result.check}=${result.result}`)),
     },
     duration_ms: Date.now() - state.startedAt,
   });

@@ -57,13 +57,16 @@ export const hook_mail = hook('mail',
       return refuse('size-declared-too-big');
     }
 
-    if (connection.transaction) startTransaction(connection.transaction, sender.ok ? sender.address : '');
+    if (connection.transaction) {
+      startTransaction(connection.transaction, sender.ok ? sender.address : '');
+    }
     countTransaction();
     // Later checks (sender authentication) may still refuse; Haraka accepts when all continue.
     return CONTINUE;
   });
 
-export const hook_rcpt = hook('rcpt', async (connection: HarakaConnection): Promise<HookOutcome> => {
+export const hook_rcpt = hook('rcpt',
+  async (connection: HarakaConnection): Promise<HookOutcome> => {
   const runtime = getRuntime();
   const transaction = connection.transaction;
   const state = transactionState(transaction);

@@ -53,7 +53,8 @@ export function register(): void {
   }
 }
 
-export const hook_data_post = hook('data_post', async (connection: HarakaConnection): Promise<HookOutcome> => {
+export const hook_data_post = hook('data_post',
+  async (connection: HarakaConnection): Promise<HookOutcome> => {
   const runtime = getRuntime();
   const config = runtime.config;
   const transaction = connection.transaction;
@@ -80,8 +81,12 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
 
   // Into the verdict and the decision line.
   for (const result of checkResults(outcome)) state.verdict.record(result);
-  for (const report of outcome.fired) countRuleHit(report.rule.id, 'enforce', actionLabel(report.rule));
-  for (const report of outcome.monitored) countRuleHit(report.rule.id, 'monitor', actionLabel(report.rule));
+  for (const report of outcome.fired) {
+    countRuleHit(report.rule.id, 'enforce', actionLabel(report.rule));
+  }
+  for (const report of outcome.monitored) {
+    countRuleHit(report.rule.id, 'monitor', actionLabel(report.rule));
+  }
   state.logEvidence['rules'] = logSummary(outcome);
 
   // Changes to the delivered copy, unless the message will not be delivered at all.
@@ -95,7 +100,8 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
   }
   if (effects.subjectTags.length > 0) {
     state.removeHeaders.push('Subject');
-    state.verdict.addHeader('Subject', taggedSubject(currentSubject(transaction, message), effects.subjectTags));
+    state.verdict.addHeader('Subject',
+      taggedSubject(currentSubject(transaction, message), effects.subjectTags));
   }
   state.removeHeaders.push(...effects.removeHeaders);
   for (const [name, value] of effects.addHeaders) state.verdict.addHeader(name, value);
@@ -103,12 +109,15 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
     state.logEvidence['redirected_from'] = [...state.recipients];
     state.recipients.splice(0, state.recipients.length, ...effects.redirectTo);
   }
-  if (effects.copies.length > 0 || effects.notifications.length > 0) pendingByState.set(state, pending);
+  if (effects.copies.length > 0 || effects.notifications.length > 0) {
+    pendingByState.set(state, pending);
+  }
   return CONTINUE;
 });
 
 /** After moat-deliver's data_post: the message is with the internal server; send the copies. */
-export const hook_queue = hook('queue', async (connection: HarakaConnection): Promise<HookOutcome> => {
+export const hook_queue = hook('queue',
+  async (connection: HarakaConnection): Promise<HookOutcome> => {
   const transaction = connection.transaction;
   const state = transactionState(transaction);
   const pending = state ? pendingByState.get(state) : undefined;
@@ -149,11 +158,13 @@ async function copyAll(pending: Pending, transaction: HarakaTransaction): Promis
   for (const copy of pending.effects.copies) {
     const prefix = `X-Moat-Rule-Copy: ${copy.rule.id}; version=${pending.outcome.version}\r\n`;
     try {
-      const result = await delivery.deliver({ sender: pending.envelope.sender, recipients: copy.addresses },
+      const result = await delivery.deliver(
+        { sender: pending.envelope.sender, recipients: copy.addresses },
         () => openMessage(transaction, prefix), transaction.data_bytes + prefix.length);
       const ok = result.outcome === 'delivered' || result.outcome === 'partial';
       countRuleSideEffect('copy', ok ? 'sent' : 'failed');
-      log(ok ? 'info' : 'warn', 'rules', ok ? 'rule copy sent' : 'rule copy FAILED; the message itself was delivered', {
+      log(ok ? 'info' : 'warn', 'rules',
+        ok ? 'rule copy sent' : 'rule copy FAILED; the message itself was delivered', {
         rule: copy.rule.id, message_id: transaction.uuid, to: copy.addresses,
         downstream: `${result.code} ${result.enhanced} ${result.text}`.trim(),
       });
@@ -193,7 +204,9 @@ async function notifyAll(pending: Pending, what: string, messageId: string): Pro
       }
     } catch (error) {
       countRuleSideEffect('notify', 'failed');
-      log('warn', 'rules', 'rule notification FAILED', { rule: notice.rule.id, message_id: messageId, error: String(error) });
+      log('warn', 'rules', 'rule notification FAILED', {
+        rule: notice.rule.id, message_id: messageId, error: String(error),
+      });
     }
   }
 }

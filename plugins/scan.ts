@@ -23,7 +23,9 @@ import { getRuntime } from '../src/runtime/context';
 import { CONTINUE, hook, refuse } from '../src/runtime/hook';
 import type { HarakaConnection, HarakaTransaction } from '../src/runtime/haraka-types';
 import { transactionState } from '../src/runtime/state';
-import { judgeScan, spamThresholdsFor, VERDICT_HEADERS, type ScanJudgement } from '../src/scan/policy';
+import {
+  judgeScan, spamThresholdsFor, VERDICT_HEADERS, type ScanJudgement,
+} from '../src/scan/policy';
 import { scanRuntime } from '../src/scan/runtime';
 import { scanMessage, type ScanReport } from '../src/scan/scheduler';
 import { SHARED_PARSE_NOTE } from '../src/scan/mime/message';

@@ -22,7 +22,8 @@ export function register(): void {
   getRuntime();
 }
 
-export const hook_rcpt = hook('rcpt', async (connection: HarakaConnection): Promise<HookOutcome> => {
+export const hook_rcpt = hook('rcpt',
+  async (connection: HarakaConnection): Promise<HookOutcome> => {
   const state = transactionState(connection.transaction);
   const pending = state?.pendingRecipient;
   if (!state || !pending) return refuse('internal-error');
@@ -54,7 +55,8 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
       decided_by: decision.decidedBy?.check,
       detail: decision.decidedBy?.evidence,
       results: decision.results.map((result) => (result.reason
-        ? `${result.check}=${result.result}(${result.reason})` : `${result.check}=${result.result}`)),
+        ? `${result.check}=${result.result}(${result.reason})`
+        : `${result.check}=${result.result}`)),
     },
     duration_ms: Date.now() - state.startedAt,
   });

@@ -1,8 +1,9 @@
 #!/bin/sh
 # ensure-deps.sh: make sure the daemons and tools Moat's tests run for real are installed.
 #
-# Checks for redis-server, redis-cli, clamd, clamscan, spamd, spamassassin and openssl. When
-# all are there it does nothing (fast, no network). When some are missing:
+# Checks for redis-server, redis-cli, clamd, clamscan, spamd, spamassassin, openssl,
+# prometheus and promtool (the observability tests), and docker-compose (validates the compose
+# file). When all are there it does nothing (fast, no network). When some are missing:
 #   - as root: one `apt-get update`, then installs the Debian packages that provide them;
 #   - otherwise: prints the packages to install and exits 1.
 #
@@ -11,16 +12,30 @@
 # run redis-server, clamd and spamd themselves, with their own configs on random loopback ports,
 # so a system copy that is (or is not) running does not matter either way.
 #
-# Usage: sh scripts/ensure-deps.sh [--check]   (--check: report only, never install)
+# With --bench it also wants smtp-source and smtp-sink (Debian package postfix), the
+# benchmark's load generator and internal-server stand-in. Postfix is installed with debconf's
+# "No configuration": no main.cf is written, so no Postfix daemon runs or listens afterwards
+# (the benchmark starts smtp-sink itself on a loopback port and stops it).
+#
+# Usage: sh scripts/ensure-deps.sh [--check] [--bench]   (--check: report only, never install)
 
 set -eu
 
 check_only=no
-[ "${1:-}" = "--check" ] && check_only=yes
+bench=no
+for arg in "$@"; do
+    case "$arg" in
+        --check) check_only=yes ;;
+        --bench) bench=yes ;;
+        *) echo "usage: ensure-deps.sh [--check] [--bench]" >&2; exit 64 ;;
+    esac
+done
 
 # command:package pairs. Daemons live in /usr/sbin, which a non-root PATH may lack.
 NEEDS="redis-server:redis-server redis-cli:redis-tools clamd:clamav-daemon clamscan:clamav
-spamd:spamd spamassassin:spamassassin openssl:openssl"
+spamd:spamd spamassassin:spamassassin openssl:openssl prometheus:prometheus promtool:prometheus
+docker-compose:docker-compose"
+if [ "$bench" = yes ]; then NEEDS="$NEEDS smtp-source:postfix smtp-sink:postfix"; fi
 
 have() {
     command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/local/sbin/$1" ]
@@ -65,6 +80,12 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "ensure-deps: installing$missing_packages" >&2
+case " $missing_packages " in
+    *" postfix "*)
+        # Only the client tools are wanted: no mail system configuration, no daemon.
+        echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+        ;;
+esac
 apt-get update
 # shellcheck disable=SC2086 # the package list is meant to split into words
 DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing_packages

@@ -79,12 +79,14 @@ describe('moat quarantine', () => {
     const table = await run('quarantine', 'list');
     assert.equal(table.code, EXIT.ok, table.err);
     assert.match(table.out, /^ID +STORED \(UTC\) +FROM +TO +REASON +SIZE$/m);
-    assert.match(table.out, new RegExp(`^${held.id} .* spammer@sender.example +bob@example.com \\+1 +clean +\\d+ B$`, 'm'));
+    assert.match(table.out, new RegExp(
+      `^${held.id} .* spammer@sender.example +bob@example.com \\+1 +clean +\\d+ B$`, 'm'));
     assert.match(table.out, /^1 message$/m);
 
     const json = JSON.parse((await run('quarantine', 'list', '--json')).out);
     assert.equal(json[0].id, held.id);
-    assert.match((await run('quarantine', 'list', '--reason', 'malware-found')).out, /^0 messages$/m);
+    assert.match((await run('quarantine', 'list', '--reason', 'malware-found')).out,
+      /^0 messages$/m);
     assert.match((await run('quarantine', 'list', '--older-than', '1d')).out, /^0 messages$/m);
   });
 
@@ -103,7 +105,8 @@ describe('moat quarantine', () => {
   it('releases through the configured internal server and records who did it', async () => {
     const released = await run('quarantine', 'release', held.id, '--by', 'postmaster');
     assert.equal(released.code, EXIT.ok, released.err);
-    assert.match(released.out, new RegExp(`^released ${held.id} to bob@example.com, eve@example.com via 127\\.0\\.0\\.1:\\d+: 250 `));
+    assert.match(released.out, new RegExp(`^released ${held.id} to bob@example.com, `
+      + `eve@example.com via 127\\.0\\.0\\.1:\\d+: 250 `));
     assert.equal(server.messages.length, 1);
     assert.match(server.messages[0]!.bytes.toString('latin1'),
       new RegExp(`^X-Moat-Released: by postmaster at [0-9T:.Z-]+, id ${held.id}\\r\\n${

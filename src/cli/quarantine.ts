@@ -105,7 +105,9 @@ async function show(args: string[], { store, io }: QuarantineCommandContext) {
     raw: { type: 'boolean' }, json: { type: 'boolean' },
   }, 1);
   const id = idArgument(positionals);
-  if (values['raw'] && values['json']) throw new UsageError('show: --raw and --json exclude each other');
+  if (values['raw'] && values['json']) {
+    throw new UsageError('show: --raw and --json exclude each other');
+  }
 
   const record = await store.get(id);
   if (values['json']) {
@@ -133,7 +135,8 @@ async function show(args: string[], { store, io }: QuarantineCommandContext) {
     `size:         ${record.size} bytes, sha256 ${record.sha256}`,
     'results:',
     ...record.results.map((result) => `  ${shown(result.check, 40)} = ${result.result}`
-      + `${result.action ? ` -> ${result.action}` : ''}${result.reason ? ` (${result.reason})` : ''}`
+      + `${result.action ? ` -> ${result.action}` : ''}`
+      + `${result.reason ? ` (${result.reason})` : ''}`
       + `${result.evidence ? ` ${shown(JSON.stringify(result.evidence), 300)}` : ''}`),
     'headers Moat would have added:',
     ...record.addedHeaders.map(([name, value]) => `  ${shown(name, 60)}: ${shown(value, 300)}`),
@@ -202,7 +205,8 @@ async function purge(args: string[], { store, io, defaultActor }: QuarantineComm
     io.out(`${records.length} would be purged (older than ${formatAge(olderThanMs)})\n`);
     return EXIT.ok;
   }
-  const purged = await store.purge(olderThanMs, (values['by'] as string | undefined) ?? defaultActor);
+  const purged = await store.purge(olderThanMs,
+    (values['by'] as string | undefined) ?? defaultActor);
   for (const record of purged) io.out(`purged ${record.id} (stored ${record.storedAt})\n`);
   io.out(`${purged.length} purged (older than ${formatAge(olderThanMs)})\n`);
   return EXIT.ok;
@@ -226,7 +230,9 @@ function parse(
   if (parsed.positionals.length !== positionals) {
     const wanted = positionals === 0 ? 'no arguments besides options' : 'exactly one message id';
     throw new UsageError(`${command}: expected ${wanted}, got ${
-      parsed.positionals.length === 0 ? 'none' : parsed.positionals.map((p) => JSON.stringify(p)).join(' ')}`);
+      parsed.positionals.length === 0
+        ? 'none'
+        : parsed.positionals.map((p) => JSON.stringify(p)).join(' ')}`);
   }
   return parsed;
 }

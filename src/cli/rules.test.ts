@@ -15,7 +15,9 @@ const RULES = resolve(__dirname, '..', '..', '..', 'rules');
 async function run(argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await runRulesCommand(argv, { out: (line) => out.push(line), err: (line) => err.push(line) });
+  const code = await runRulesCommand(argv, {
+    out: (line) => out.push(line), err: (line) => err.push(line),
+  });
   return { code, out, err };
 }
 
@@ -25,7 +27,9 @@ function ruleDir(rules: string, tests: string, samples: Record<string, string> =
   writeFileSync(join(dir, 'policy.yaml'), rules);
   mkdirSync(join(dir, 'tests', 'samples'), { recursive: true });
   writeFileSync(join(dir, 'tests', 'cases.yaml'), tests);
-  for (const [name, text] of Object.entries(samples)) writeFileSync(join(dir, 'tests', 'samples', name), text);
+  for (const [name, text] of Object.entries(samples)) {
+    writeFileSync(join(dir, 'tests', 'samples', name), text);
+  }
   return dir;
 }
 
@@ -43,7 +47,8 @@ const SUBJECT_RULE = [
   '',
 ].join('\n');
 
-const SAMPLE = 'From: a@example.org\r\nTo: b@example.com\r\nSubject: our secret plan\r\n\r\nbody\r\n';
+const SAMPLE = 'From: a@example.org\r\nTo: b@example.com\r\n'
+  + 'Subject: our secret plan\r\n\r\nbody\r\n';
 
 test('rules test over the shipped set: one ok line per case and a summary, exit 0', async () => {
   const { code, out, err } = await run(['test', '--dir', RULES]);
@@ -71,7 +76,8 @@ test('rules test: a case whose expectation is wrong fails with the reason, exit 
   const { code, out } = await run(['test', '--dir', dir]);
   assert.equal(code, 1, out.join('\n'));
   assert.ok(out.includes('ok   tests/cases.yaml: the secret subject is refused'), out.join('\n'));
-  const failed = out.findIndex((line) => line === 'FAIL tests/cases.yaml: wrongly expects the message to pass');
+  const failed = out.findIndex(
+    (line) => line === 'FAIL tests/cases.yaml: wrongly expects the message to pass');
   assert.ok(failed >= 0, out.join('\n'));
   assert.match(out[failed + 1] ?? '', /refuse-secret-subject/);
   assert.match(out.at(-1) ?? '', /^2 cases, 1 passed, 1 failed/);
@@ -93,13 +99,15 @@ test('rules explain: the matching rule, its condition and the card number masked
     '--direction', 'outbound']);
   assert.equal(code, 0);
   const text = out.join('\n');
-  assert.match(text, /^MATCH +quarantine-outbound-card-numbers \(enforce, outbound, order 100\) -> quarantine$/m);
+  assert.match(text,
+    /^MATCH +quarantine-outbound-card-numbers \(enforce, outbound, order 100\) -> quarantine$/m);
   assert.match(text, /payment_card \*+1111/);
   assert.doesNotMatch(text, /4111[ -]?1111[ -]?1111/, 'the card number is shown unmasked');
   assert.match(out.at(-1) ?? '', /^final: quarantine by quarantine-outbound-card-numbers/);
 });
 
-test('rules explain: a missing message file or missing --from is a usage error, exit 2', async () => {
+test('rules explain: a missing message file or missing --from is a usage error, '
+  + 'exit 2', async () => {
   const missing = await run(['explain', '/nonexistent/message.eml', '--dir', RULES,
     '--from', 'a@example.org', '--to', 'b@example.com']);
   assert.equal(missing.code, 2);

@@ -124,15 +124,18 @@ function parseOptions(args: string[]): Options | null {
       const [name, result] = value.split('=');
       if (!name || !result) return null;
       options.checks.push([name, result]);
-    } else if (['from', 'client', 'direction', 'dir'].includes(flag)) options.single.set(flag, value);
-    else return null;
+    } else if (['from', 'client', 'direction', 'dir'].includes(flag)) {
+      options.single.set(flag, value);
+    } else return null;
   }
   return options;
 }
 
 function tryConfig(): MoatConfig | null {
   try {
-    return loadConfig({ root: process.env['MOAT_ROOT'] ?? process.cwd(), configDir: process.env['MOAT_CONFIG_DIR'] });
+    return loadConfig({
+      root: process.env['MOAT_ROOT'] ?? process.cwd(), configDir: process.env['MOAT_CONFIG_DIR'],
+    });
   } catch {
     return null;
   }

@@ -151,7 +151,8 @@ const CORE_SETTINGS: readonly SettingSpec[] = [
     why: 'name expected in the downstream certificate; empty uses the host',
     parse: emptyOr(parseHostname, '') },
   { section: 'downstream', key: 'helo', default: '',
-    why: 'EHLO name towards the downstream; empty uses smtp.hostname', parse: emptyOr(parseHostname, '') },
+    why: 'EHLO name towards the downstream; empty uses smtp.hostname',
+    parse: emptyOr(parseHostname, '') },
   { section: 'downstream', key: 'connect_timeout', default: '3s',
     why: 'a down server must give the client 4xx within 5 seconds',
     parse: (raw) => parseDuration(raw, 100, MINUTE) },
@@ -205,7 +206,8 @@ const CORE_SETTINGS: readonly SettingSpec[] = [
     why: 'components with debug detail switched on, e.g. delivery,relay', parse: parseList },
   { section: 'log', key: 'haraka_level', default: 'warn',
     why: "Haraka's own log lines; Moat's decision lines carry what operators need",
-    parse: (raw) => parseChoice(raw, ['debug', 'info', 'notice', 'warn', 'error', 'crit'] as const) },
+    parse: (raw) => parseChoice(raw,
+      ['debug', 'info', 'notice', 'warn', 'error', 'crit'] as const) },
 ];
 
 export const SETTINGS: readonly SettingSpec[] = [

@@ -48,7 +48,8 @@ test('environment variables override the file', () => {
     MOAT_LISTEN: '127.0.0.1:3000,[::1]:3001', MOAT_DOWNSTREAM: 'mail.internal:2525',
     MOAT_DOMAINS: 'Example.ORG, example.net', MOAT_PROXY_HOSTS: '192.0.2.10, 10.0.0.0/8',
   } });
-  assert.deepEqual(config.smtp.listen, [{ host: '127.0.0.1', port: 3000 }, { host: '::1', port: 3001 }]);
+  assert.deepEqual(config.smtp.listen,
+    [{ host: '127.0.0.1', port: 3000 }, { host: '::1', port: 3001 }]);
   assert.deepEqual(config.downstream.address, { host: 'mail.internal', port: 2525 });
   assert.deepEqual([...config.domains.keys()], ['example.org', 'example.net']);
   assert.deepEqual(config.smtp.proxyHosts, ['192.0.2.10', '10.0.0.0/8']);
@@ -59,7 +60,8 @@ test('a bad variable names the variable, key, value and expectation', () => {
   const error = problemOf(() => loadConfig({ root: REPO, env: { MOAT_DOWNSTREAM: 'mail:99999' } }));
   assert.equal(error.problem.source, 'MOAT_DOWNSTREAM');
   assert.equal(error.problem.key, 'downstream.address');
-  assert.match(error.message, /^MOAT_DOWNSTREAM: downstream.address = "mail:99999": expected .*port 1-65535/);
+  assert.match(error.message,
+    /^MOAT_DOWNSTREAM: downstream.address = "mail:99999": expected .*port 1-65535/);
 });
 
 test('a bad file value names the file and line', () => {
@@ -88,7 +90,8 @@ test('per-domain recipient modes, the recipient list, and their cross-checks', (
   const dir = tempConfig('[domains]\naccepted = example.com, example.org\nrecipients = list\n'
     + 'recipient_list = RECIPIENTS\n[domain example.org]\nrecipients = any\n',
   { 'list.txt': 'alice@example.com\n# comment\n@example.org\n' });
-  const ini = readFileSync(join(dir, 'moat.ini'), 'utf8').replace('RECIPIENTS', join(dir, 'list.txt'));
+  const ini = readFileSync(join(dir, 'moat.ini'), 'utf8')
+    .replace('RECIPIENTS', join(dir, 'list.txt'));
   writeFileSync(join(dir, 'moat.ini'), ini);
   const config = loadConfig({ root: REPO, configDir: dir, env: {} });
   assert.equal(config.domains.get('example.com')?.recipientMode, 'list');
@@ -104,7 +107,8 @@ test('per-domain recipient modes, the recipient list, and their cross-checks', (
   assert.match(strayDomain.message, /domains\.accepted/);
 
   const badList = tempConfig('[domains]\nrecipient_list = LIST\n', { 'r.txt': 'not an address\n' });
-  writeFileSync(join(badList, 'moat.ini'), `[domains]\nrecipient_list = ${join(badList, 'r.txt')}\n`);
+  writeFileSync(join(badList, 'moat.ini'),
+    `[domains]\nrecipient_list = ${join(badList, 'r.txt')}\n`);
   const listError = problemOf(() => loadConfig({ root: REPO, configDir: badList, env: {} }));
   assert.match(listError.message, /r\.txt:1: recipient = "not an address"/);
 });
@@ -119,9 +123,12 @@ test('TLS settings must come in pairs and point at files', () => {
 
 test('a message limit above what clamd reads stops start-up; equal or lower loads', () => {
   const dir = tempConfig('[smtp]\nmax_message_size = 30M\n[clamd]\nstream_max_length = 25M\n');
-  const error = problemOf(() => loadConfig({ root: REPO, configDir: dir, env: { MOAT_CLAMD: '127.0.0.1:3310' } }));
+  const error = problemOf(() => loadConfig({
+    root: REPO, configDir: dir, env: { MOAT_CLAMD: '127.0.0.1:3310' },
+  }));
   assert.equal(error.problem.key, 'clamd.stream_max_length');
-  assert.match(error.message, /expected at least smtp\.max_message_size \(31457280 bytes\): clamd would refuse/);
+  assert.match(error.message,
+    /expected at least smtp\.max_message_size \(31457280 bytes\): clamd would refuse/);
 
   const fits = tempConfig('[smtp]\nmax_message_size = 20M\n[clamd]\nstream_max_length = 25M\n');
   const config = loadConfig({ root: REPO, configDir: fits, env: { MOAT_CLAMD: '127.0.0.1:3310' } });

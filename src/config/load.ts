@@ -256,7 +256,8 @@ function buildDomains(
     if (needsVerify && config.downstream.address === null) {
       throw new ConfigError({
         source: sources['downstream.address'] ?? 'default', key: 'downstream.address', value: '',
-        expected: `a downstream server (MOAT_DOWNSTREAM): ${policy.domain} verifies recipients there`,
+        expected: `a downstream server (MOAT_DOWNSTREAM): ${policy.domain} verifies `
+          + 'recipients there',
       });
     }
   }

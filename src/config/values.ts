@@ -15,7 +15,8 @@ export class ValueProblem extends Error {
   }
 }
 
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const HOSTNAME = new RegExp('^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?'
+  + '(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\\.?$');
 
 export function parseHostPort(raw: string, defaultPort?: number): HostPort {
   const expected = 'host:port, e.g. 127.0.0.1:25 or [::1]:25';

@@ -19,7 +19,9 @@
 import { isIP, type Server, type Socket } from 'node:net';
 import { BlockList } from 'node:net';
 
-const SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
+const SIGNATURE = Buffer.from([
+  0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a,
+]);
 const HEADER_BYTES = 16;
 const MAX_BODY_BYTES = 512;
 const FIRST_BYTES_DEADLINE_MS = 30_000;
@@ -57,14 +59,16 @@ export function decodeProxyV2(data: Buffer): ProxyV2Result {
     const source = [...body.subarray(0, 4)].join('.');
     const destination = [...body.subarray(4, 8)].join('.');
     return { kind: 'header', consumed,
-      line: `PROXY TCP4 ${source} ${destination} ${body.readUInt16BE(8)} ${body.readUInt16BE(10)}\r\n` };
+      line: `PROXY TCP4 ${source} ${destination} `
+        + `${body.readUInt16BE(8)} ${body.readUInt16BE(10)}\r\n` };
   }
   if (familyProtocol === 0x21) {
     if (body.length < 36) return { kind: 'invalid', reason: 'IPv6 addresses truncated' };
     const source = ipv6(body.subarray(0, 16));
     const destination = ipv6(body.subarray(16, 32));
     return { kind: 'header', consumed,
-      line: `PROXY TCP6 ${source} ${destination} ${body.readUInt16BE(32)} ${body.readUInt16BE(34)}\r\n` };
+      line: `PROXY TCP6 ${source} ${destination} `
+        + `${body.readUInt16BE(32)} ${body.readUInt16BE(34)}\r\n` };
   }
   return { kind: 'local', consumed };
 }
@@ -192,7 +196,9 @@ function readFirstBytes(socket: Socket, handOver: () => void): void {
         return;
       }
       case 'header':
-        done(Buffer.concat([Buffer.from(decoded.line, 'latin1'), buffered.subarray(decoded.consumed)]));
+        done(Buffer.concat([
+          Buffer.from(decoded.line, 'latin1'), buffered.subarray(decoded.consumed),
+        ]));
     }
   };
   socket.on('data', onData);

@@ -5,7 +5,8 @@
  * - a decision (`logDecision`): every accept, reject, tempfail, tag or quarantine, with the
  *   message id, phase, action, stable reason code, client, envelope, downstream reply and the
  *   evidence. A mail administrator should be able to answer "why was this refused?" from one
- *   line. Decision lines carry `event`.
+ *   line. Decision lines carry `event`, and each is counted in
+ *   moat_decisions_total{event,action,reason}, so the dashboards and the log agree.
  * - an operational line (`log`): start-up, dependency down, debug detail. These carry `level`
  *   and `component`. Debug lines are written only for components switched on with
  *   MOAT_DEBUG=delivery,relay (or `*`) or by `initLogging`, or for all when the level is debug.
@@ -20,6 +21,7 @@
  * before a crash can be lost.
  */
 
+import { countDecision } from './metrics';
 import { MAX_FIELD_CHARS, sanitizeForLog, sanitizeValue } from './sanitize';
 
 export { MAX_FIELD_CHARS, sanitizeForLog, sanitizeValue } from './sanitize';
@@ -95,8 +97,9 @@ export function isDebugEnabled(component: string): boolean {
   return debugComponents.has('*') || debugComponents.has(component.toLowerCase());
 }
 
-/** Writes one decision line. */
+/** Writes one decision line, and counts it in moat_decisions_total. */
 export function logDecision(entry: DecisionEntry): void {
+  countDecision(entry.event, entry.action, entry.reason);
   const line: Record<string, unknown> = {
     ts: entry.ts ?? new Date().toISOString(),
     event: entry.event,

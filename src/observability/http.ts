@@ -4,7 +4,8 @@
  * It runs in the Haraka master (start it from `init_master`, or in the single process when
  * smtp.ini has nodes=0). When cluster workers exist, /metrics asks each of them for its
  * registry over the cluster IPC channel and serves the sums (see ./metrics.ts for how
- * prom-client does this); otherwise it serves this process's registry.
+ * prom-client does this); otherwise it serves this process's registry. Either way the
+ * dependency probes of this process (./metrics-health.ts) are added, once per node.
  *
  *   GET /metrics  200 Prometheus text; 503 when a worker did not answer in time
  *   GET /healthz  200 "ok" for as long as the process can answer at all
@@ -21,6 +22,7 @@ import type { AddressInfo } from 'node:net';
 
 import { log } from './decision-log';
 import { registry } from './metrics';
+import { healthRegistry } from './metrics-health';
 
 export interface CheckResult {
   ok: boolean;
@@ -140,17 +142,26 @@ async function route(
 async function serveMetrics(response: ServerResponse): Promise<void> {
   const workers = Object.values(cluster.workers ?? {});
   if (!cluster.isPrimary || workers.length === 0) {
-    return send(response, 200, registry.contentType, await registry.metrics());
+    const [own, health] = await Promise.all([registry.metrics(), healthRegistry.metrics()]);
+    return send(response, 200, registry.contentType, joinExpositions(own, health));
   }
 
   // Cluster: the sum over every worker; prom-client fails the whole request after 5 s.
   try {
-    send(response, 200, registry.contentType, await registry.clusterMetrics());
+    const [summed, health] = await Promise.all([registry.clusterMetrics(),
+      healthRegistry.metrics()]);
+    send(response, 200, registry.contentType, joinExpositions(summed, health));
   } catch (error) {
     log('warn', 'metrics', 'cluster workers did not all answer',
       { workers: workers.length, error });
     send(response, 503, 'text/plain', 'metrics unavailable: a worker did not answer\n');
   }
+}
+
+/** Two expositions with distinct metric names, one after the other. */
+function joinExpositions(first: string, second: string): string {
+  if (second === '') return first;
+  return first.endsWith('\n') || first === '' ? `${first}${second}` : `${first}\n${second}`;
 }
 
 /**

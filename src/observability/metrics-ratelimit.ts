@@ -41,7 +41,18 @@ const storeSeconds = new Histogram({
   registers: [registry],
 });
 
-for (const kind of LIMIT_KINDS) hitsTotal.inc({ limit: kind.name }, 0);
+// Every series a dashboard or alert reads exists from start-up, at 0: "no hits", not "no data".
+for (const kind of LIMIT_KINDS) {
+  hitsTotal.inc({ limit: kind.name }, 0);
+  for (const failure of ['timeout', 'error'] as const) {
+    failOpenTotal.inc({ limit: kind.name, kind: failure }, 0);
+  }
+}
+for (const operation of ['take', 'renew', 'release'] as const) {
+  for (const failure of ['timeout', 'error'] as const) {
+    storeErrorsTotal.inc({ operation, kind: failure }, 0);
+  }
+}
 
 export function countLimitHit(limit: string): void {
   hitsTotal.inc({ limit: boundedLabel('limit', limit) });

@@ -31,6 +31,8 @@ const setInfo = new Gauge({
   name: 'moat_rules_set_info',
   help: 'The rule set in use: 1 for its version (a hash of the rule and list files).',
   labelNames: ['version'] as const,
+  // Every cluster worker loads the same files: one answer per node, not the sum.
+  aggregator: 'max',
   registers: [registry],
 });
 
@@ -38,6 +40,7 @@ const rulesLoaded = new Gauge({
   name: 'moat_rules_loaded',
   help: 'Rules in the set in use, by state (active, disabled, expired).',
   labelNames: ['state'] as const,
+  aggregator: 'max',
   registers: [registry],
 });
 
@@ -47,6 +50,10 @@ const sideEffectsTotal = new Counter({
   labelNames: ['kind', 'outcome'] as const,
   registers: [registry],
 });
+
+for (const kind of ['copy', 'notify'] as const) {
+  for (const outcome of ['sent', 'failed'] as const) sideEffectsTotal.inc({ kind, outcome }, 0);
+}
 
 export function countRuleHit(rule: string, mode: 'enforce' | 'monitor', action: string): void {
   hitsTotal.inc({ rule: boundedLabel('rule', rule), mode, action: boundedLabel('rule_action', action) });

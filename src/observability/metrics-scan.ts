@@ -16,7 +16,7 @@ export type ScanOutcome =
 
 const scansTotal = new Counter({
   name: 'moat_scans_total',
-  help: 'Scans by scanner (clamd, clamd-part, spamd, mime) and outcome.',
+  help: 'Scans by scanner (clamd, clamd-part, spamd) and outcome.',
   labelNames: ['scanner', 'outcome'] as const,
   registers: [registry],
 });
@@ -37,6 +37,14 @@ const mimeProblemsTotal = new Counter({
 
 for (const scanner of ['clamd', 'spamd']) {
   for (const why of ['failure', 'not-configured']) unscannedTotal.inc({ scanner, why }, 0);
+}
+for (const action of ['refused', 'logged']) mimeProblemsTotal.inc({ action }, 0);
+const EXPECTED_OUTCOMES: Array<[string, ScanOutcome[]]> = [
+  ['clamd', ['clean', 'found', 'heuristic', 'error', 'timeout', 'too-large']],
+  ['spamd', ['ham', 'spam', 'error', 'timeout']],
+];
+for (const [scanner, outcomes] of EXPECTED_OUTCOMES) {
+  for (const outcome of outcomes) scansTotal.inc({ scanner, outcome }, 0);
 }
 
 export function countScan(scanner: 'clamd' | 'clamd-part' | 'spamd', outcome: ScanOutcome): void {

@@ -9,7 +9,8 @@ import { test } from 'node:test';
 
 import {
   MAX_VALUES_PER_LABEL, boundedLabel, connectionClosed, connectionOpened, countConnection,
-  countDownstreamConnection, countHookError, countMessage, countRecipient, countTransaction,
+  countDecision, countDownstreamConnection, countHookError, countMessage, countRecipient,
+  countTransaction, declareHook,
   observeDownstream, observeMessageSize, registry, startDownstreamTimer,
 } from './metrics';
 
@@ -61,7 +62,7 @@ test('the brief\'s metrics all exist with their types', async () => {
     ['moat_recipients_total', 'counter'], ['moat_downstream_seconds', 'histogram'],
     ['moat_downstream_connections_total', 'counter'], ['moat_message_size_bytes', 'histogram'],
     ['moat_hook_errors_total', 'counter'], ['moat_build_info', 'gauge'],
-    ['moat_process_cpu_user_seconds_total', 'counter'],
+    ['moat_process_cpu_user_seconds_total', 'counter'], ['moat_decisions_total', 'counter'],
   ];
   for (const [name, type] of expected) assert.equal(types.get(name), type, name);
 });
@@ -104,6 +105,14 @@ test('downstream histogram and connection kinds', async () => {
     /^moat_downstream_seconds_count\{operation="verify",outcome="permfail"\} 1$/m);
   assert.equal(await value('moat_downstream_connections_total', { kind: 'reused' }), 1);
   assert.equal(await value('moat_downstream_connections_total', { kind: 'new' }), 0);
+});
+
+test('a registered hook has its error series at 0 before any error', async () => {
+  declareHook('helo');
+  assert.match(await registry.metrics(), /^moat_hook_errors_total\{hook="helo"\} 0$/m);
+  countDecision('connection', 'reject', 'dnsbl-listed');
+  assert.equal(await value('moat_decisions_total',
+    { event: 'connection', action: 'reject', reason: 'dnsbl-listed' }), 1);
 });
 
 test('message size and hook errors', async () => {

@@ -138,6 +138,14 @@ const recipientsTotal = new Counter({
   registers: [registry],
 });
 
+const decisionsTotal = new Counter({
+  name: 'moat_decisions_total',
+  help: 'Decision lines logged, by event (connection, recipient, message, delivery, ...), '
+    + 'action and stable reason code: every refusal, whatever the phase.',
+  labelNames: ['event', 'action', 'reason'] as const,
+  registers: [registry],
+});
+
 export function countTransaction(): void {
   transactionsTotal.inc();
 }
@@ -145,6 +153,14 @@ export function countTransaction(): void {
 /** `reason` must be a code from the reason table, never text from the client. */
 export function countMessage(action: Action, reason: string): void {
   messagesTotal.inc({ action, reason: boundedLabel('reason', reason) });
+}
+
+/** Called by logDecision for every decision line; the values are codes, never client text. */
+export function countDecision(event: string, action: string, reason: string): void {
+  decisionsTotal.inc({
+    event: boundedLabel('event', event), action: boundedLabel('action', action),
+    reason: boundedLabel('reason', reason),
+  });
 }
 
 /** `reason` must be a code from the reason table, never text from the client. */
@@ -213,6 +229,14 @@ const hookErrorsTotal = new Counter({
 
 export function observeMessageSize(bytes: number): void {
   messageSizeBytes.observe(bytes);
+}
+
+/**
+ * Creates a hook's error series at 0 when the hook is registered, so the first error is an
+ * increase Prometheus sees (a series born at 1 shows no increase, and alerts would miss it).
+ */
+export function declareHook(hook: string): void {
+  hookErrorsTotal.inc({ hook: boundedLabel('hook', hook) }, 0);
 }
 
 /** `hook` is a Haraka hook name such as `rcpt` or `data_post`. */

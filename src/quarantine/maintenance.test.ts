@@ -27,7 +27,8 @@ describe('QuarantineMaintenance', () => {
   let clock = new Date('2026-12-01T00:00:00Z');
   const store = new QuarantineStore(dir, { node: 'gw1', now: () => clock });
   const keep = (text: string) => store.store({
-    messageId: 'M', receivedAt: clock, envelope: { from: 'a@sender.example', to: ['b@example.com'] },
+    messageId: 'M', receivedAt: clock,
+    envelope: { from: 'a@sender.example', to: ['b@example.com'] },
     client: {}, verdict: { action: 'quarantine', reason: 'clean',
       reply: { code: 250, enhanced: '2.0.0', text: 'ok' }, decidedBy: null },
     results: [], addedHeaders: [],
@@ -56,7 +57,8 @@ describe('QuarantineMaintenance', () => {
     assert.equal(await metric('moat_quarantine_events_total', { event: 'deleted' }), 1);
     assert.equal(await metric('moat_quarantine_messages', { status: 'held' }), 2);
 
-    // Seven and a half days on: the old one goes, and its purge line completes the half-written one.
+    // Seven and a half days on: the old one goes, and its purge line completes the half-written
+    // one.
     clock = new Date('2026-12-08T12:00:00Z');
     appendFileSync(store.eventsLog, ',"id":"z"}\n');
     assert.equal(await maintenance.purge(), 1);
@@ -67,7 +69,9 @@ describe('QuarantineMaintenance', () => {
   });
 
   it('never purges with a retention of 0', async () => {
-    const keepForever = new QuarantineMaintenance(store, { retentionMs: 0, purgeIntervalMs: 10_000 });
+    const keepForever = new QuarantineMaintenance(store, {
+      retentionMs: 0, purgeIntervalMs: 10_000,
+    });
     clock = new Date('2036-01-01T00:00:00Z');
     assert.equal(await keepForever.purge(), 0);
     assert.equal((await store.list()).length, 1);

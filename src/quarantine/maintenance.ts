@@ -36,7 +36,9 @@ export class QuarantineMaintenance {
   private eventsOffset: number | null = null;
   private running = false;
 
-  constructor(private readonly store: QuarantineStore, private readonly options: MaintenanceOptions) {}
+  constructor(
+    private readonly store: QuarantineStore, private readonly options: MaintenanceOptions,
+  ) {}
 
   /** Starts the timers (they never keep the process alive) and recounts once right away. */
   start(): void {

@@ -53,7 +53,9 @@ describe('releaseMessage', () => {
   });
 
   it('delivers the stored bytes behind one X-Moat-Released header and records it', async () => {
-    const outcome = await releaseMessage(store, forwarder, record.id, { by: 'admin', now: () => at });
+    const outcome = await releaseMessage(store, forwarder, record.id, {
+      by: 'admin', now: () => at,
+    });
 
     const header = `X-Moat-Released: by admin at ${at.toISOString()}, id ${record.id}`;
     assert.equal(outcome.header, header);

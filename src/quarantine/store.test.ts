@@ -5,7 +5,9 @@
  */
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -83,7 +85,8 @@ describe('QuarantineStore', () => {
       },
     });
     await assert.rejects(store.store(input(), broken), QuarantineIoError);
-    assert.deepEqual(readdirSync(dir).filter((name) => name !== 'tmp' && name !== 'events.log'), []);
+    assert.deepEqual(
+      readdirSync(dir).filter((name) => name !== 'tmp' && name !== 'events.log'), []);
     assert.deepEqual(readdirSync(join(dir, 'tmp')), []);
   });
 
@@ -130,7 +133,8 @@ describe('QuarantineStore', () => {
     assert.equal(existsSync(join(dir, `${gone.id}.json`)), false);
     assert.deepEqual((await store.list()).map((record) => record.id), [kept.id]);
     await assert.rejects(store.delete(gone.id, 'admin'), QuarantineNotFoundError);
-    const lines = readFileSync(store.eventsLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = readFileSync(store.eventsLog, 'utf8').trim().split('\n')
+      .map((l) => JSON.parse(l));
     assert.deepEqual(lines.at(-1), { ts: clock.toISOString(), event: 'deleted', id: gone.id,
       node: 'gw1', by: 'admin' });
   });

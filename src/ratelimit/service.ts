@@ -26,6 +26,8 @@ import { RedisCounterStore } from './redis-store';
 import { CounterStoreError, type CounterStore } from './store';
 
 const LOG_EVERY_MS = 5000;
+/** Never written: removing a member from it is a cheap, harmless round trip for the probe. */
+const PROBE_KEY = 'moat:rl:{probe}:health';
 /** How long start-up waits for Redis before letting the first checks fail open. */
 const CONNECT_WAIT_MS = 2000;
 
@@ -113,6 +115,17 @@ export class RateLimitService {
       await this.store.release(lease.key, lease.member);
     } catch (error) {
       countStoreError('release', failureKind(error));
+    }
+  }
+
+  /** Health probe (moat_dependency_up{dependency="redis"}): one store round trip. */
+  async probe(): Promise<{ ok: boolean; detail: string }> {
+    await this.start();
+    try {
+      await this.store.release(PROBE_KEY, 'probe');
+      return { ok: true, detail: `${this.store.kind} answers` };
+    } catch (error) {
+      return { ok: false, detail: error instanceof Error ? error.message : String(error) };
     }
   }
 

@@ -47,7 +47,8 @@ function evidenceOf(report: RuleReport, version: string): Record<string, unknown
     mode: report.rule.mode,
     version,
     where: report.rule.where,
-    matched: report.evidence.map((entry) => (entry.matched ? `${entry.condition}: ${entry.matched}` : entry.condition)),
+    matched: report.evidence.map(
+      (entry) => (entry.matched ? `${entry.condition}: ${entry.matched}` : entry.condition)),
     actions: describeActions(report.rule),
   };
 }
@@ -71,7 +72,10 @@ export function checkResults(outcome: RulesOutcome): CheckResult[] {
     });
   }
   for (const report of outcome.monitored) {
-    results.push({ check: `rule:${report.rule.id}`, result: 'neutral', evidence: evidenceOf(report, outcome.version) });
+    results.push({
+      check: `rule:${report.rule.id}`, result: 'neutral',
+      evidence: evidenceOf(report, outcome.version),
+    });
   }
   return results;
 }
@@ -82,14 +86,16 @@ export function logSummary(outcome: RulesOutcome): Record<string, unknown> {
     version: outcome.version,
     direction: outcome.direction,
     fired: outcome.fired.map((report) => `${report.rule.id}(enforce:${actionLabel(report.rule)})`),
-    monitored: outcome.monitored.map((report) => `${report.rule.id}(monitor:${actionLabel(report.rule)})`),
+    monitored: outcome.monitored
+      .map((report) => `${report.rule.id}(monitor:${actionLabel(report.rule)})`),
     ms: Math.round(outcome.elapsedMs * 100) / 100,
   };
 }
 
 export function plannedEffects(outcome: RulesOutcome): RuleEffects {
   const effects: RuleEffects = {
-    subjectTags: [], addHeaders: [], removeHeaders: [], redirectTo: null, copies: [], notifications: [],
+    subjectTags: [], addHeaders: [], removeHeaders: [], redirectTo: null, copies: [],
+    notifications: [],
   };
   for (const { rule, action } of outcome.actions) {
     switch (action.kind) {
@@ -150,7 +156,8 @@ export function notificationMessage(facts: NotificationFacts): Buffer {
     `To: ${facts.to.map((address) => `<${address}>`).join(', ')}`,
     `Subject: ${clean(subject)}`,
     `Date: ${facts.now.toUTCString().replace('GMT', '+0000')}`,
-    `Message-ID: <moat-notify-${facts.now.getTime().toString(36)}-${Math.random().toString(36).slice(2, 10)}@${facts.hostname}>`,
+    `Message-ID: <moat-notify-${facts.now.getTime().toString(36)}-`
+      + `${Math.random().toString(36).slice(2, 10)}@${facts.hostname}>`,
     'Auto-Submitted: auto-generated',
     'MIME-Version: 1.0',
     'Content-Type: text/plain; charset=us-ascii',

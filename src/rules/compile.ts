@@ -28,7 +28,9 @@ export const CONDITION_KINDS = [
 ] as const;
 
 const ADDRESS_KEYS = ['address', 'domain', 'glob', 'regex', 'list', 'accepted_domain'] as const;
-const TEXT_KEYS = ['equals', 'contains', 'regex', 'keywords', 'list', 'min_count', 'case_sensitive'] as const;
+const TEXT_KEYS = [
+  'equals', 'contains', 'regex', 'keywords', 'list', 'min_count', 'case_sensitive',
+] as const;
 const FILE_KEYS = [
   'name', 'name_regex', 'in_archives', 'true_type', 'type_mismatch', 'double_extension',
   'size_over', 'size_under', 'encrypted', 'macros',
@@ -53,7 +55,9 @@ export interface CompileContext {
 
 export function compileRuleFile(yaml: YamlFile, context: CompileContext): Rule[] {
   if (yaml.root === null) {
-    if (yaml.problems.length === 0) yaml.problem(null, 'the file is empty', 'rules: followed by a list of rules');
+    if (yaml.problems.length === 0) {
+      yaml.problem(null, 'the file is empty', 'rules: followed by a list of rules');
+    }
     return [];
   }
   const top = yaml.map(yaml.root, ['rules'], 'a rule file');
@@ -73,20 +77,25 @@ export function compileRuleFile(yaml: YamlFile, context: CompileContext): Rule[]
   return compiled;
 }
 
-function compileRule(yaml: YamlFile, node: Node, index: number, context: CompileContext): Rule | null {
+function compileRule(
+  yaml: YamlFile, node: Node, index: number, context: CompileContext,
+): Rule | null {
   const fields = yaml.map(node, RULE_KEYS, `rule ${index + 1}`);
   if (!fields) return null;
   const before = yaml.problems.length;
   const required = (key: string): Node | null => {
     const pair = fields.get(key);
-    if (!pair) yaml.problem(node, `rule ${index + 1} has no "${key}"`, `a "${key}:" key in every rule`);
+    if (!pair) {
+      yaml.problem(node, `rule ${index + 1} has no "${key}"`, `a "${key}:" key in every rule`);
+    }
     return pair?.value ?? null;
   };
 
   const idNode = required('id');
   const id = idNode ? yaml.string(idNode, 'id') : null;
   if (id !== null && !RULE_ID.test(id)) {
-    yaml.problem(idNode, `rule id "${id}" is not allowed`, 'lower-case letters, digits and dashes, up to 63');
+    yaml.problem(idNode, `rule id "${id}" is not allowed`,
+      'lower-case letters, digits and dashes, up to 63');
   }
   const label = id ?? `rule ${index + 1}`;
   const description = required('description');
@@ -109,9 +118,11 @@ function compileRule(yaml: YamlFile, node: Node, index: number, context: Compile
 
   if (yaml.problems.length > before || id === null || !when || !actions || mode === null
     || direction === null || enabled === null || order === null) return null;
-  const finals = actions.filter((action) => (FINAL_ACTIONS as readonly string[]).includes(action.kind));
+  const finals = actions.filter(
+    (action) => (FINAL_ACTIONS as readonly string[]).includes(action.kind));
   if (finals.length > 1) {
-    yaml.problem(actionsNode, `rule ${id} has ${finals.length} final actions (${finals.map((a) => a.kind).join(', ')})`,
+    yaml.problem(actionsNode, `rule ${id} has ${finals.length} final actions `
+      + `(${finals.map((a) => a.kind).join(', ')})`,
       'at most one of reject, tempfail, quarantine, deliver per rule');
     return null;
   }
@@ -128,7 +139,9 @@ function compileRule(yaml: YamlFile, node: Node, index: number, context: Compile
   };
 }
 
-function choice<T extends string>(yaml: YamlFile, node: Node, choices: readonly T[], what: string): T | null {
+function choice<T extends string>(
+  yaml: YamlFile, node: Node, choices: readonly T[], what: string,
+): T | null {
   const text = yaml.string(node, what);
   if (text === null) return null;
   if (!(choices as readonly string[]).includes(text)) {
@@ -142,9 +155,12 @@ function expiryOf(yaml: YamlFile, node: Node | null): { text: string; at: number
   const text = yaml.string(node, 'expires');
   if (text === null) return null;
   const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
-  const at = match ? Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3]) + 1) - 1 : NaN;
+  const at = match
+    ? Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3]) + 1) - 1
+    : NaN;
   if (!match || Number.isNaN(at) || new Date(at).getUTCDate() !== Number(match[3])) {
-    yaml.problem(node, `expires "${text}" is not a date`, 'a date written YYYY-MM-DD (the rule stops after that day, UTC)');
+    yaml.problem(node, `expires "${text}" is not a date`,
+      'a date written YYYY-MM-DD (the rule stops after that day, UTC)');
     return null;
   }
   return { text, at };
@@ -152,7 +168,9 @@ function expiryOf(yaml: YamlFile, node: Node | null): { text: string; at: number
 
 /* ------------------------------------------------------------------ conditions */
 
-export function compileCondition(yaml: YamlFile, node: Node, path: string, context: CompileContext): Condition | null {
+export function compileCondition(
+  yaml: YamlFile, node: Node, path: string, context: CompileContext,
+): Condition | null {
   const entry = yaml.single(node, CONDITION_KINDS, 'condition');
   if (!entry) return null;
   const { key, value } = entry;
@@ -167,7 +185,8 @@ export function compileCondition(yaml: YamlFile, node: Node, path: string, conte
         yaml.problem(value, 'any: with no conditions never matches', 'at least one condition');
         return null;
       }
-      const compiled = items.map((item, index) => compileCondition(yaml, item, `${base.path}[${index}]`, context));
+      const compiled = items.map(
+        (item, index) => compileCondition(yaml, item, `${base.path}[${index}]`, context));
       if (compiled.some((item) => item === null)) return null;
       return { ...base, kind: key, items: compiled as Condition[] };
     }
@@ -185,7 +204,9 @@ export function compileCondition(yaml: YamlFile, node: Node, path: string, conte
       const everyPair = fields.get('every');
       const every = everyPair ? yaml.boolean(everyPair.value, 'every') : false;
       if (!test || every === null) return null;
-      return key === 'sender' ? { ...base, kind: 'sender', test } : { ...base, kind: 'recipient', test, every };
+      return key === 'sender'
+        ? { ...base, kind: 'sender', test }
+        : { ...base, kind: 'recipient', test, every };
     }
     case 'client': {
       const fields = yaml.map(value, ['network', 'internal'], 'client condition');
@@ -218,13 +239,19 @@ export function compileCondition(yaml: YamlFile, node: Node, path: string, conte
       if (!fields) return null;
       const namePair = fields.get('name');
       const name = namePair ? yaml.string(namePair.value, 'header name') : null;
-      if (!namePair) yaml.problem(value, 'header condition has no name', 'name: the header to test');
-      if (name !== null && !HEADER_NAME.test(name)) yaml.problem(namePair?.value, `"${name}" is not a header name`, 'letters, digits and dashes');
+      if (!namePair) {
+        yaml.problem(value, 'header condition has no name', 'name: the header to test');
+      }
+      if (name !== null && !HEADER_NAME.test(name)) {
+        yaml.problem(namePair?.value, `"${name}" is not a header name`,
+          'letters, digits and dashes');
+      }
       const existsPair = fields.get('exists');
       const exists = existsPair ? yaml.boolean(existsPair.value, 'exists') : null;
       const hasText = TEXT_KEYS.some((textKey) => fields.has(textKey));
       if (!existsPair && !hasText) {
-        yaml.problem(value, 'header condition tests nothing', 'exists:, equals:, contains:, regex: or keywords:');
+        yaml.problem(value, 'header condition tests nothing',
+          'exists:, equals:, contains:, regex: or keywords:');
         return null;
       }
       const test = hasText ? textTest(yaml, fields, value, 'header', context) : null;
@@ -238,7 +265,8 @@ export function compileCondition(yaml: YamlFile, node: Node, path: string, conte
       const imitates = imitatesPair ? yaml.boolean(imitatesPair.value, 'imitates_internal') : false;
       const hasText = TEXT_KEYS.some((textKey) => fields.has(textKey));
       if (!hasText && !imitates) {
-        yaml.problem(value, 'from_name condition tests nothing', 'imitates_internal: true or a text test');
+        yaml.problem(value, 'from_name condition tests nothing',
+          'imitates_internal: true or a text test');
         return null;
       }
       const test = hasText ? textTest(yaml, fields, value, 'from_name', context) : null;
@@ -256,13 +284,18 @@ export function compileCondition(yaml: YamlFile, node: Node, path: string, conte
       if (!fields) return null;
       const namePair = fields.get('name');
       if (!namePair) {
-        yaml.problem(value, 'detector condition has no name', `name: one of ${DETECTORS.join(', ')}`);
+        yaml.problem(value, 'detector condition has no name',
+          `name: one of ${DETECTORS.join(', ')}`);
         return null;
       }
       const detectors: DetectorName[] = [];
       for (const entry of yaml.strings(namePair.value, 'detector name') ?? []) {
-        if ((DETECTORS as readonly string[]).includes(entry.text)) detectors.push(entry.text as DetectorName);
-        else yaml.problem(entry.node, `unknown detector "${entry.text}"`, `one of ${DETECTORS.join(', ')}`);
+        if ((DETECTORS as readonly string[]).includes(entry.text)) {
+          detectors.push(entry.text as DetectorName);
+        } else {
+          yaml.problem(entry.node, `unknown detector "${entry.text}"`,
+            `one of ${DETECTORS.join(', ')}`);
+        }
       }
       const minPair = fields.get('min_count');
       const minCount = minPair ? yaml.integer(minPair.value, 'min_count', 1, 10_000) : 1;
@@ -277,7 +310,8 @@ export function compileCondition(yaml: YamlFile, node: Node, path: string, conte
     case 'attachment_count':
     case 'size':
     case 'spam_score': {
-      const keys = key === 'attachment_count' ? ['min', 'max'] : key === 'size' ? ['over', 'under'] : ['at_least', 'below'];
+      const keys = key === 'attachment_count' ? ['min', 'max']
+        : key === 'size' ? ['over', 'under'] : ['at_least', 'below'];
       const fields = yaml.map(value, keys, `${key} condition`);
       if (!fields) return null;
       if (fields.size === 0) {
@@ -288,7 +322,8 @@ export function compileCondition(yaml: YamlFile, node: Node, path: string, conte
         const pair = fields.get(name);
         if (!pair) return null;
         const parsed = key === 'size' ? sizeOf(yaml, pair.value, name)
-          : key === 'spam_score' ? yaml.number(pair.value, name) : yaml.integer(pair.value, name, 0, 10_000);
+          : key === 'spam_score' ? yaml.number(pair.value, name)
+            : yaml.integer(pair.value, name, 0, 10_000);
         return parsed === null ? undefined : parsed;
       };
       const [first, second] = [read(keys[0] ?? ''), read(keys[1] ?? '')];
@@ -302,14 +337,24 @@ export function compileCondition(yaml: YamlFile, node: Node, path: string, conte
       if (!fields) return null;
       const namePair = fields.get('name');
       const name = namePair ? yaml.string(namePair.value, 'check name') : null;
-      if (!namePair) yaml.problem(value, 'check condition has no name', 'name: spf, dkim, dmarc, dnsbl, spam, virus or a check name');
-      const results = fields.get('result') ? (yaml.strings(fields.get('result')?.value, 'result') ?? []).map((entry) => entry.text) : [];
-      const actions = fields.get('action') ? (yaml.strings(fields.get('action')?.value, 'action') ?? []).map((entry) => entry.text) : [];
+      if (!namePair) {
+        yaml.problem(value, 'check condition has no name',
+          'name: spf, dkim, dmarc, dnsbl, spam, virus or a check name');
+      }
+      const results = fields.get('result')
+        ? (yaml.strings(fields.get('result')?.value, 'result') ?? []).map((entry) => entry.text)
+        : [];
+      const actions = fields.get('action')
+        ? (yaml.strings(fields.get('action')?.value, 'action') ?? []).map((entry) => entry.text)
+        : [];
       if (results.length === 0 && actions.length === 0) {
-        yaml.problem(value, 'check condition tests nothing', 'result: (pass, fail, softfail, none, ...) or action:');
+        yaml.problem(value, 'check condition tests nothing',
+          'result: (pass, fail, softfail, none, ...) or action:');
         return null;
       }
-      return name === null ? null : { ...base, kind: 'check', name: name.toLowerCase(), results, actions };
+      return name === null
+        ? null
+        : { ...base, kind: 'check', name: name.toLowerCase(), results, actions };
     }
     case 'virus': {
       const found = yaml.boolean(value, 'virus');
@@ -332,16 +377,21 @@ function sizeOf(yaml: YamlFile, node: Node | null, what: string): number | null 
   try {
     return parseSize(raw, 0, 1024 ** 4);
   } catch (error) {
-    yaml.problem(node, `${what} "${raw}" is not a size`, error instanceof ValueProblem ? error.expected : 'a size');
+    yaml.problem(node, `${what} "${raw}" is not a size`,
+      error instanceof ValueProblem ? error.expected : 'a size');
     return null;
   }
 }
 
-export function compileRegex(yaml: YamlFile, node: Node | null, source: string, caseSensitive: boolean): RegExp | null {
+export function compileRegex(
+  yaml: YamlFile, node: Node | null, source: string, caseSensitive: boolean,
+): RegExp | null {
   try {
     return new RegExp(source, caseSensitive ? 'g' : 'gi');
   } catch (error) {
-    const reason = error instanceof Error ? error.message.replace(/^Invalid regular expression: /, '') : String(error);
+    const reason = error instanceof Error
+      ? error.message.replace(/^Invalid regular expression: /, '')
+      : String(error);
     yaml.problem(node, `bad regular expression: ${reason}`, 'a JavaScript regular expression');
     return null;
   }
@@ -349,7 +399,9 @@ export function compileRegex(yaml: YamlFile, node: Node | null, source: string, 
 
 type Fields = Map<string, { value: Node | null }>;
 
-function listEntries(yaml: YamlFile, fields: Fields, context: CompileContext): { names: string[]; entries: string[] } {
+function listEntries(
+  yaml: YamlFile, fields: Fields, context: CompileContext,
+): { names: string[]; entries: string[] } {
   const pair = fields.get('list');
   if (!pair) return { names: [], entries: [] };
   const names: string[] = [];
@@ -368,11 +420,16 @@ function listEntries(yaml: YamlFile, fields: Fields, context: CompileContext): {
   return { names, entries };
 }
 
-function addressTest(yaml: YamlFile, fields: Fields, node: Node | null, what: string, context: CompileContext): AddressTest | null {
+function addressTest(
+  yaml: YamlFile, fields: Fields, node: Node | null, what: string, context: CompileContext,
+): AddressTest | null {
   const before = yaml.problems.length;
-  const test: AddressTest = { addresses: new Set(), domains: [], globs: [], regex: [], lists: [], acceptedDomain: false };
+  const test: AddressTest = {
+    addresses: new Set(), domains: [], globs: [], regex: [], lists: [], acceptedDomain: false,
+  };
   if (!ADDRESS_KEYS.some((key) => fields.has(key))) {
-    yaml.problem(node, `${what} condition tests nothing`, 'address:, domain:, glob:, regex:, list: or accepted_domain:');
+    yaml.problem(node, `${what} condition tests nothing`,
+      'address:, domain:, glob:, regex:, list: or accepted_domain:');
     return null;
   }
   const add = (text: string, entryNode: Node | null): void => {
@@ -380,21 +437,28 @@ function addressTest(yaml: YamlFile, fields: Fields, node: Node | null, what: st
     if (value.startsWith('@')) test.domains.push(value.slice(1));
     else if (value.includes('*') || value.includes('?')) test.globs.push(globToRegExp(value));
     else if (value.includes('@')) {
-      if (!ADDRESS.test(value)) yaml.problem(entryNode, `"${text}" is not an email address`, 'local@domain');
+      if (!ADDRESS.test(value)) {
+        yaml.problem(entryNode, `"${text}" is not an email address`, 'local@domain');
+      }
       test.addresses.add(value);
     } else test.domains.push(value);
   };
-  for (const entry of fields.has('address') ? yaml.strings(fields.get('address')?.value, 'address') ?? [] : []) {
-    if (!ADDRESS.test(entry.text.trim())) yaml.problem(entry.node, `"${entry.text}" is not an email address`, 'local@domain');
-    else test.addresses.add(entry.text.trim().toLowerCase());
+  for (const entry of fields.has('address')
+    ? yaml.strings(fields.get('address')?.value, 'address') ?? [] : []) {
+    if (!ADDRESS.test(entry.text.trim())) {
+      yaml.problem(entry.node, `"${entry.text}" is not an email address`, 'local@domain');
+    } else test.addresses.add(entry.text.trim().toLowerCase());
   }
-  for (const entry of fields.has('domain') ? yaml.strings(fields.get('domain')?.value, 'domain') ?? [] : []) {
+  for (const entry of fields.has('domain')
+    ? yaml.strings(fields.get('domain')?.value, 'domain') ?? [] : []) {
     test.domains.push(entry.text.trim().toLowerCase().replace(/^@/, ''));
   }
-  for (const entry of fields.has('glob') ? yaml.strings(fields.get('glob')?.value, 'glob') ?? [] : []) {
+  for (const entry of fields.has('glob')
+    ? yaml.strings(fields.get('glob')?.value, 'glob') ?? [] : []) {
     test.globs.push(globToRegExp(entry.text.trim().toLowerCase()));
   }
-  for (const entry of fields.has('regex') ? yaml.strings(fields.get('regex')?.value, 'regex') ?? [] : []) {
+  for (const entry of fields.has('regex')
+    ? yaml.strings(fields.get('regex')?.value, 'regex') ?? [] : []) {
     const regex = compileRegex(yaml, entry.node, entry.text, false);
     if (regex) test.regex.push(regex);
   }
@@ -402,11 +466,15 @@ function addressTest(yaml: YamlFile, fields: Fields, node: Node | null, what: st
   test.lists = lists.names;
   for (const entry of lists.entries) add(entry, fields.get('list')?.value ?? null);
   const acceptedPair = fields.get('accepted_domain');
-  if (acceptedPair) test.acceptedDomain = yaml.boolean(acceptedPair.value, 'accepted_domain') ?? false;
+  if (acceptedPair) {
+    test.acceptedDomain = yaml.boolean(acceptedPair.value, 'accepted_domain') ?? false;
+  }
   return yaml.problems.length > before ? null : test;
 }
 
-function textTest(yaml: YamlFile, fields: Fields, node: Node | null, what: string, context: CompileContext): TextTest | null {
+function textTest(
+  yaml: YamlFile, fields: Fields, node: Node | null, what: string, context: CompileContext,
+): TextTest | null {
   const before = yaml.problems.length;
   const casePair = fields.get('case_sensitive');
   const caseSensitive = casePair ? yaml.boolean(casePair.value, 'case_sensitive') ?? false : false;
@@ -416,7 +484,8 @@ function textTest(yaml: YamlFile, fields: Fields, node: Node | null, what: strin
     equals: texts('equals'), contains: texts('contains'), regex: [], keywords: texts('keywords'),
     minCount: 1, caseSensitive,
   };
-  for (const entry of fields.has('regex') ? yaml.strings(fields.get('regex')?.value, 'regex') ?? [] : []) {
+  for (const entry of fields.has('regex')
+    ? yaml.strings(fields.get('regex')?.value, 'regex') ?? [] : []) {
     const regex = compileRegex(yaml, entry.node, entry.text, caseSensitive);
     if (regex) test.regex.push(regex);
   }
@@ -424,34 +493,46 @@ function textTest(yaml: YamlFile, fields: Fields, node: Node | null, what: strin
   const minPair = fields.get('min_count');
   if (minPair) test.minCount = yaml.integer(minPair.value, 'min_count', 1, 100_000) ?? 1;
   if (!['equals', 'contains', 'regex', 'keywords', 'list'].some((key) => fields.has(key))) {
-    yaml.problem(node, `${what} condition tests nothing`, 'equals:, contains:, regex:, keywords: or list:');
+    yaml.problem(node, `${what} condition tests nothing`,
+      'equals:, contains:, regex:, keywords: or list:');
   }
   return yaml.problems.length > before ? null : test;
 }
 
 function fileTest(yaml: YamlFile, fields: Fields, node: Node | null): FileTest | null {
   const before = yaml.problems.length;
-  const bool = (key: string): boolean | null => (fields.has(key) ? yaml.boolean(fields.get(key)?.value, key) : null);
+  const bool = (key: string): boolean | null => (fields.has(key)
+    ? yaml.boolean(fields.get(key)?.value, key) : null);
   const test: FileTest = {
     names: [], nameRegex: [], inArchives: bool('in_archives') ?? true, trueTypes: [],
     typeMismatch: bool('type_mismatch'), doubleExtension: bool('double_extension'),
-    sizeOver: fields.has('size_over') ? sizeOf(yaml, fields.get('size_over')?.value as Node, 'size_over') : null,
-    sizeUnder: fields.has('size_under') ? sizeOf(yaml, fields.get('size_under')?.value as Node, 'size_under') : null,
+    sizeOver: fields.has('size_over')
+      ? sizeOf(yaml, fields.get('size_over')?.value as Node, 'size_over') : null,
+    sizeUnder: fields.has('size_under')
+      ? sizeOf(yaml, fields.get('size_under')?.value as Node, 'size_under') : null,
     encrypted: bool('encrypted'), macros: bool('macros'),
   };
-  for (const entry of fields.has('name') ? yaml.strings(fields.get('name')?.value, 'name') ?? [] : []) {
+  for (const entry of fields.has('name')
+    ? yaml.strings(fields.get('name')?.value, 'name') ?? [] : []) {
     test.names.push(globToRegExp(entry.text.toLowerCase()));
   }
-  for (const entry of fields.has('name_regex') ? yaml.strings(fields.get('name_regex')?.value, 'name_regex') ?? [] : []) {
+  for (const entry of fields.has('name_regex')
+    ? yaml.strings(fields.get('name_regex')?.value, 'name_regex') ?? [] : []) {
     const regex = compileRegex(yaml, entry.node, entry.text, false);
     if (regex) test.nameRegex.push(regex);
   }
-  for (const entry of fields.has('true_type') ? yaml.strings(fields.get('true_type')?.value, 'true_type') ?? [] : []) {
-    if ((TRUE_TYPES as readonly string[]).includes(entry.text)) test.trueTypes.push(entry.text as TrueType);
-    else yaml.problem(entry.node, `unknown file type "${entry.text}"`, `one of ${TRUE_TYPES.join(', ')}`);
+  for (const entry of fields.has('true_type')
+    ? yaml.strings(fields.get('true_type')?.value, 'true_type') ?? [] : []) {
+    if ((TRUE_TYPES as readonly string[]).includes(entry.text)) {
+      test.trueTypes.push(entry.text as TrueType);
+    } else {
+      yaml.problem(entry.node, `unknown file type "${entry.text}"`,
+        `one of ${TRUE_TYPES.join(', ')}`);
+    }
   }
   if (fields.size === 0 || (fields.size === 1 && fields.has('in_archives'))) {
-    yaml.problem(node, 'attachment condition tests nothing', `one of ${FILE_KEYS.filter((k) => k !== 'in_archives').join(', ')}`);
+    yaml.problem(node, 'attachment condition tests nothing',
+      `one of ${FILE_KEYS.filter((k) => k !== 'in_archives').join(', ')}`);
   }
   return yaml.problems.length > before ? null : test;
 }
@@ -479,27 +560,39 @@ function replyText(yaml: YamlFile, node: Node | null, what: string): string | nu
   const text = yaml.string(node, what);
   if (text === null) return null;
   if (!PRINTABLE.test(text) || text.length > 200) {
-    yaml.problem(node, `${what} has characters that cannot go in an SMTP reply or is too long`, 'printable ASCII text, up to 200 characters');
+    yaml.problem(node, `${what} has characters that cannot go in an SMTP reply or is too long`,
+      'printable ASCII text, up to 200 characters');
     return null;
   }
   return text;
 }
 
-function compileAction(yaml: YamlFile, kind: string, value: Node | null, node: Node): RuleAction | null {
+function compileAction(
+  yaml: YamlFile, kind: string, value: Node | null, node: Node,
+): RuleAction | null {
   switch (kind) {
     case 'reject':
     case 'tempfail': {
       const permanent = kind === 'reject';
-      const defaults = permanent ? { code: 550, enhanced: '5.7.1' } : { code: 451, enhanced: '4.7.1' };
-      const fields = isMap(value) ? yaml.map(value, ['text', 'code', 'enhanced'], `${kind} action`) : null;
+      const defaults = permanent
+        ? { code: 550, enhanced: '5.7.1' }
+        : { code: 451, enhanced: '4.7.1' };
+      const fields = isMap(value)
+        ? yaml.map(value, ['text', 'code', 'enhanced'], `${kind} action`)
+        : null;
       if (isMap(value) && !fields) return null;
-      const text = replyText(yaml, fields ? fields.get('text')?.value ?? null : value, `${kind} text`);
+      const text = replyText(yaml, fields ? fields.get('text')?.value ?? null : value,
+        `${kind} text`);
       const code = fields?.get('code')
-        ? yaml.integer(fields.get('code')?.value, 'code', permanent ? 550 : 450, permanent ? 554 : 452) : defaults.code;
+        ? yaml.integer(fields.get('code')?.value, 'code',
+          permanent ? 550 : 450, permanent ? 554 : 452)
+        : defaults.code;
       const enhancedNode = fields?.get('enhanced')?.value;
       const enhanced = enhancedNode ? yaml.string(enhancedNode, 'enhanced') : defaults.enhanced;
-      if (enhanced !== null && !new RegExp(`^${permanent ? 5 : 4}\\.\\d{1,3}\\.\\d{1,3}$`).test(enhanced)) {
-        yaml.problem(enhancedNode, `enhanced status "${enhanced}" does not fit a ${kind}`, `${permanent ? 5 : 4}.x.y`);
+      if (enhanced !== null
+        && !new RegExp(`^${permanent ? 5 : 4}\\.\\d{1,3}\\.\\d{1,3}$`).test(enhanced)) {
+        yaml.problem(enhancedNode, `enhanced status "${enhanced}" does not fit a ${kind}`,
+          `${permanent ? 5 : 4}.x.y`);
         return null;
       }
       if (text === null || code === null || enhanced === null) return null;
@@ -574,6 +667,8 @@ function addressList(yaml: YamlFile, node: Node | null, what: string): string[] 
   const entries = yaml.strings(node, what);
   if (!entries) return null;
   const bad = entries.filter((entry) => !ADDRESS.test(entry.text.trim()));
-  for (const entry of bad) yaml.problem(entry.node, `"${entry.text}" is not an email address`, 'local@domain');
+  for (const entry of bad) {
+    yaml.problem(entry.node, `"${entry.text}" is not an email address`, 'local@domain');
+  }
   return bad.length ? null : entries.map((entry) => entry.text.trim());
 }

@@ -35,13 +35,19 @@ export interface EvaluationOptions {
   trace?: TraceEntry[];
 }
 
-export function evaluate(condition: Condition, facts: MessageFacts, options: EvaluationOptions = {}, depth = 0): Evidence[] | null {
+export function evaluate(
+  condition: Condition, facts: MessageFacts, options: EvaluationOptions = {}, depth = 0,
+): Evidence[] | null {
   // The entry goes in before the children's, so the trace reads top-down.
-  const entry: TraceEntry = { condition: condition.path, where: condition.where, holds: false, matched: '', depth };
+  const entry: TraceEntry = {
+    condition: condition.path, where: condition.where, holds: false, matched: '', depth,
+  };
   options.trace?.push(entry);
   const result = evaluateNode(condition, facts, options, depth);
   entry.holds = result !== null;
-  entry.matched = isLeaf(condition) ? result?.map((evidence) => evidence.matched).filter(Boolean).join('; ') ?? '' : '';
+  entry.matched = isLeaf(condition)
+    ? result?.map((evidence) => evidence.matched).filter(Boolean).join('; ') ?? ''
+    : '';
   return result;
 }
 
@@ -49,8 +55,12 @@ function isLeaf(condition: Condition): boolean {
   return condition.kind !== 'all' && condition.kind !== 'any' && condition.kind !== 'not';
 }
 
-function evaluateNode(condition: Condition, facts: MessageFacts, options: EvaluationOptions, depth: number): Evidence[] | null {
-  const hit = (matched: string): Evidence[] => [{ condition: condition.path, where: condition.where, matched: cut(matched) }];
+function evaluateNode(
+  condition: Condition, facts: MessageFacts, options: EvaluationOptions, depth: number,
+): Evidence[] | null {
+  const hit = (matched: string): Evidence[] => [
+    { condition: condition.path, where: condition.where, matched: cut(matched) },
+  ];
   const input = facts.input;
 
   switch (condition.kind) {
@@ -86,7 +96,8 @@ function evaluateNode(condition: Condition, facts: MessageFacts, options: Evalua
       const recipients = input.envelope.recipients;
       const matches = recipients.map((recipient) => matchAddress(condition.test, recipient, facts));
       if (condition.every) {
-        return recipients.length > 0 && matches.every((match) => match !== null) ? hit(matches.join(', ')) : null;
+        return recipients.length > 0 && matches.every((match) => match !== null)
+          ? hit(matches.join(', ')) : null;
       }
       const found = matches.find((match) => match !== null);
       return found === undefined || found === null ? null : hit(found);
@@ -95,7 +106,8 @@ function evaluateNode(condition: Condition, facts: MessageFacts, options: Evalua
       const ip = normaliseIp(input.envelope.clientIp);
       const family = ip.includes(':') ? 'ipv6' : 'ipv4';
       if (condition.networks && !condition.networks.check(ip, family)) return null;
-      if (condition.internal !== null && input.internalNetworks.check(ip, family) !== condition.internal) return null;
+      if (condition.internal !== null
+        && input.internalNetworks.check(ip, family) !== condition.internal) return null;
       return hit(ip);
     }
     case 'header': {
@@ -113,7 +125,8 @@ function evaluateNode(condition: Condition, facts: MessageFacts, options: Evalua
       if (condition.imitatesInternal) {
         if (facts.isAcceptedDomain(domainOf(from.address)) || from.displayName === '') return null;
         const mentioned = /[a-z0-9-]+(?:\.[a-z0-9-]+)+/gi;
-        const domains = [...from.displayName.matchAll(mentioned)].map((match) => match[0].replace(/^.*@/, ''));
+        const domains = [...from.displayName.matchAll(mentioned)]
+          .map((match) => match[0].replace(/^.*@/, ''));
         if (!domains.some((domain) => facts.isAcceptedDomain(domain))) return null;
       }
       if (condition.test && matchText(condition.test, from.displayName) === null) return null;
@@ -156,8 +169,11 @@ function evaluateNode(condition: Condition, facts: MessageFacts, options: Evalua
     case 'check': {
       const found = resultsOf(input.results, condition.name).find((result) =>
         (condition.results.length === 0 || condition.results.includes(result.result))
-        && (condition.actions.length === 0 || condition.actions.includes(result.action ?? 'deliver')));
-      return found ? hit(`${found.check}=${found.result}${found.reason ? ` (${found.reason})` : ''}`) : null;
+        && (condition.actions.length === 0
+          || condition.actions.includes(result.action ?? 'deliver')));
+      return found
+        ? hit(`${found.check}=${found.result}${found.reason ? ` (${found.reason})` : ''}`)
+        : null;
     }
     case 'spam_score': {
       for (const result of resultsOf(input.results, 'spam')) {
@@ -171,7 +187,12 @@ function evaluateNode(condition: Condition, facts: MessageFacts, options: Evalua
     }
     case 'virus': {
       const infected = resultsOf(input.results, 'virus').find((result) => result.result === 'fail');
-      if (condition.found) return infected ? hit(`${infected.check}: ${String(infected.evidence?.['signature'] ?? infected.evidence?.['name'] ?? 'found')}`) : null;
+      if (condition.found) {
+        return infected
+          ? hit(`${infected.check}: ${String(infected.evidence?.['signature']
+            ?? infected.evidence?.['name'] ?? 'found')}`)
+          : null;
+      }
       return infected ? null : hit('no virus reported');
     }
   }
@@ -201,7 +222,9 @@ function matchAddress(test: AddressTest, address: string, facts: MessageFacts): 
   if (lower === '') return null;
   const domain = domainOf(lower);
   if (test.addresses.has(lower)) return lower;
-  if (test.domains.some((wanted) => domain === wanted || domain.endsWith(`.${wanted}`))) return lower;
+  if (test.domains.some((wanted) => domain === wanted || domain.endsWith(`.${wanted}`))) {
+    return lower;
+  }
   if (test.globs.some((glob) => glob.test(lower))) return lower;
   if (test.regex.some((regex) => {
     regex.lastIndex = 0;
@@ -213,7 +236,8 @@ function matchAddress(test: AddressTest, address: string, facts: MessageFacts): 
 
 function matchFile(test: FileTest, file: FileFacts): string | null {
   const name = file.name.toLowerCase();
-  if (test.names.length && !test.names.some((glob) => glob.test(name) || glob.test(name.split('/').pop() ?? ''))) return null;
+  if (test.names.length && !test.names.some(
+    (glob) => glob.test(name) || glob.test(name.split('/').pop() ?? ''))) return null;
   if (test.nameRegex.length && !test.nameRegex.some((regex) => {
     regex.lastIndex = 0;
     return regex.test(file.name);
@@ -239,7 +263,8 @@ function keywordPattern(test: TextTest): RegExp | null {
     .sort((a, b) => b.length - a.length)
     .map((word) => word.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&').replace(/\s+/g, '\\s+'));
   const pattern = words.length
-    ? new RegExp(`(?<![\\p{L}\\p{N}_])(?:${words.join('|')})(?![\\p{L}\\p{N}_])`, test.caseSensitive ? 'gu' : 'giu')
+    ? new RegExp(`(?<![\\p{L}\\p{N}_])(?:${words.join('|')})(?![\\p{L}\\p{N}_])`,
+      test.caseSensitive ? 'gu' : 'giu')
     : null;
   keywordPatterns.set(test, pattern);
   return pattern;
@@ -281,7 +306,9 @@ export function matchText(test: TextTest, text: string): string | null {
 
 function cut(text: string): string {
   const printable = text.replace(/[\r\n\t]+/g, ' ').replace(/[^\x20-\x7e\u00a0-\uffff]/g, '?');
-  return printable.length > MAX_EVIDENCE_CHARS ? `${printable.slice(0, MAX_EVIDENCE_CHARS - 3)}...` : printable;
+  return printable.length > MAX_EVIDENCE_CHARS
+    ? `${printable.slice(0, MAX_EVIDENCE_CHARS - 3)}...`
+    : printable;
 }
 
 export function normaliseIp(ip: string): string {

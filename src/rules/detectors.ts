@@ -10,7 +10,9 @@
  * digits (too many false positives).
  */
 
-export const DETECTORS = ['payment_card', 'iban', 'us_ssn', 'private_key', 'aws_access_key'] as const;
+export const DETECTORS = [
+  'payment_card', 'iban', 'us_ssn', 'private_key', 'aws_access_key',
+] as const;
 export type DetectorName = (typeof DETECTORS)[number];
 
 export interface DetectorHit {
@@ -110,7 +112,9 @@ export function detect(detector: DetectorName, text: string, limit = 1000): Dete
       for (const match of text.matchAll(IBAN)) {
         const compact = (match[1] ?? '').replace(/ /g, '');
         if (!ibanValid(compact)) continue;
-        if (!push(`${compact.slice(0, 4)}${'*'.repeat(compact.length - 8)}${compact.slice(-4)}`)) break;
+        if (!push(`${compact.slice(0, 4)}${'*'.repeat(compact.length - 8)}${compact.slice(-4)}`)) {
+          break;
+        }
       }
       break;
     case 'us_ssn':
@@ -126,7 +130,9 @@ export function detect(detector: DetectorName, text: string, limit = 1000): Dete
       break;
     case 'aws_access_key':
       for (const match of text.matchAll(AWS_KEY)) {
-        if (!push(`${(match[1] ?? '').slice(0, 4)}************${(match[1] ?? '').slice(-4)}`)) break;
+        if (!push(`${(match[1] ?? '').slice(0, 4)}************${(match[1] ?? '').slice(-4)}`)) {
+          break;
+        }
       }
       break;
   }

@@ -55,7 +55,9 @@ export interface EngineOptions {
   explain?: boolean;
 }
 
-export function runRules(set: RuleSet, input: EvaluationInput, options: EngineOptions = {}): RulesOutcome {
+export function runRules(
+  set: RuleSet, input: EvaluationInput, options: EngineOptions = {},
+): RulesOutcome {
   const started = performance.now();
   const now = options.now ?? Date.now();
   const facts = new MessageFacts(input);
@@ -68,14 +70,18 @@ export function runRules(set: RuleSet, input: EvaluationInput, options: EngineOp
     const skipped = skipReason(rule, input.direction, now);
     const afterFinal = outcome.final !== null && rule.mode === 'enforce';
     if (skipped || (afterFinal && !options.explain)) {
-      if (options.explain) outcome.reports.push({ rule, status: skipped ?? 'after-final', evidence: [] });
+      if (options.explain) {
+        outcome.reports.push({ rule, status: skipped ?? 'after-final', evidence: [] });
+      }
       continue;
     }
 
     const trace: TraceEntry[] | undefined = options.explain ? [] : undefined;
     const evidence = evaluate(rule.when, facts, trace ? { trace } : {});
     const status: RuleStatus = afterFinal ? 'after-final' : evidence ? 'matched' : 'not-matched';
-    const report: RuleReport = { rule, status, evidence: evidence ?? [], ...(trace ? { trace } : {}) };
+    const report: RuleReport = {
+      rule, status, evidence: evidence ?? [], ...(trace ? { trace } : {}),
+    };
     if (options.explain) outcome.reports.push(report);
     if (!evidence || afterFinal) continue;
 

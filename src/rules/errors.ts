@@ -32,7 +32,8 @@ export class RulesError extends Error {
   readonly dir: string;
 
   constructor(dir: string, problems: RuleProblem[], options?: { cause?: unknown }) {
-    super(`rule set in ${dir} refused (${problems.length} problem${problems.length === 1 ? '' : 's'}):`
+    super(`rule set in ${dir} refused `
+      + `(${problems.length} problem${problems.length === 1 ? '' : 's'}):`
       + `\n${problems.map(formatProblem).join('\n')}`, options);
     this.name = 'RulesError';
     this.dir = dir;

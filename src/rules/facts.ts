@@ -91,7 +91,9 @@ export class MessageFacts {
     const files: FileFacts[] = [];
     for (const attachment of this.input.message.attachments) {
       let trueType = sniffType(attachment.bytes.subarray(0, 0x8010));
-      const listing = trueType === 'zip' ? listZip(attachment.bytes, attachment.filename || 'attachment.zip') : null;
+      const listing = trueType === 'zip'
+        ? listZip(attachment.bytes, attachment.filename || 'attachment.zip')
+        : null;
       if (listing) trueType = refineZipType(listing.members);
       const name = attachment.filename;
       files.push({

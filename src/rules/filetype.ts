@@ -41,7 +41,8 @@ export function sniffType(bytes: Buffer): TrueType {
   if (startsWith(bytes, [0x7f, 0x45, 0x4c, 0x46])) return 'elf';
   if (startsWith(bytes, [0xcf, 0xfa, 0xed, 0xfe]) || startsWith(bytes, [0xce, 0xfa, 0xed, 0xfe])
     || startsWith(bytes, [0xca, 0xfe, 0xba, 0xbe])) return 'macho';
-  if (startsWith(bytes, [0x50, 0x4b, 0x03, 0x04]) || startsWith(bytes, [0x50, 0x4b, 0x05, 0x06])) return 'zip';
+  if (startsWith(bytes, [0x50, 0x4b, 0x03, 0x04])
+    || startsWith(bytes, [0x50, 0x4b, 0x05, 0x06])) return 'zip';
   if (startsWith(bytes, [0x52, 0x61, 0x72, 0x21, 0x1a, 0x07])) return 'rar';
   if (startsWith(bytes, [0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c])) return '7z';
   if (startsWith(bytes, [0x1f, 0x8b])) return 'gzip';
@@ -55,10 +56,13 @@ export function sniffType(bytes: Buffer): TrueType {
   if (startsWith(bytes, [0xff, 0xd8, 0xff])) return 'jpeg';
   if (startsWith(bytes, [0x47, 0x49, 0x46, 0x38])) return 'gif';
   if (startsWith(bytes, [0x42, 0x4d]) && bytes.length > 14) return 'bmp';
-  if (startsWith(bytes, [0x49, 0x49, 0x2a, 0x00]) || startsWith(bytes, [0x4d, 0x4d, 0x00, 0x2a])) return 'tiff';
-  if (startsWith(bytes, [0x52, 0x49, 0x46, 0x46]) && startsWith(bytes, [0x57, 0x45, 0x42, 0x50], 8)) return 'webp';
+  if (startsWith(bytes, [0x49, 0x49, 0x2a, 0x00])
+    || startsWith(bytes, [0x4d, 0x4d, 0x00, 0x2a])) return 'tiff';
+  if (startsWith(bytes, [0x52, 0x49, 0x46, 0x46])
+    && startsWith(bytes, [0x57, 0x45, 0x42, 0x50], 8)) return 'webp';
   if (startsWith(bytes, [0x4c, 0x00, 0x00, 0x00, 0x01, 0x14, 0x02, 0x00])) return 'lnk';
-  if (bytes.length > 0x8005 && bytes.subarray(0x8001, 0x8006).toString('latin1') === 'CD001') return 'iso';
+  if (bytes.length > 0x8005
+    && bytes.subarray(0x8001, 0x8006).toString('latin1') === 'CD001') return 'iso';
   const head = bytes.subarray(0, SNIFF_BYTES).toString('latin1');
   if (head.startsWith('#!')) return 'script';
   if (/^\s*(<!doctype html|<html|<head|<body|<script)/i.test(head)) return 'html';
@@ -139,8 +143,11 @@ function findEndOfDirectory(bytes: Buffer): number {
 }
 
 function memberData(bytes: Buffer, localOffset: number, compressedSize: number): Buffer | null {
-  if (localOffset + 30 > bytes.length || bytes.readUInt32LE(localOffset) !== 0x04034b50) return null;
-  const start = localOffset + 30 + bytes.readUInt16LE(localOffset + 26) + bytes.readUInt16LE(localOffset + 28);
+  if (localOffset + 30 > bytes.length || bytes.readUInt32LE(localOffset) !== 0x04034b50) {
+    return null;
+  }
+  const start = localOffset + 30 + bytes.readUInt16LE(localOffset + 26)
+    + bytes.readUInt16LE(localOffset + 28);
   if (start > bytes.length) return null;
   return bytes.subarray(start, Math.min(bytes.length, start + compressedSize));
 }
@@ -166,11 +173,14 @@ export function refineZipType(members: ArchiveMember[]): TrueType {
   return 'zip';
 }
 
-const OLE_MACRO_NAMES = ['_VBA_PROJECT', 'Macros', '_VBA_PROJECT_CUR'].map((name) => Buffer.from(name, 'utf16le'));
+const OLE_MACRO_NAMES = ['_VBA_PROJECT', 'Macros', '_VBA_PROJECT_CUR']
+  .map((name) => Buffer.from(name, 'utf16le'));
 
 /** Whether an Office document carries macros (see LIMITATION above). */
 export function hasMacros(bytes: Buffer, trueType: TrueType, members: ArchiveMember[]): boolean {
-  if (trueType === 'ooxml') return members.some((member) => /(^|\/)vbaProject\.bin$/i.test(member.name));
+  if (trueType === 'ooxml') {
+    return members.some((member) => /(^|\/)vbaProject\.bin$/i.test(member.name));
+  }
   if (trueType === 'odf') return members.some((member) => /^Basic\//.test(member.name));
   if (trueType === 'ole') return OLE_MACRO_NAMES.some((name) => bytes.includes(name));
   return false;
@@ -183,14 +193,22 @@ export function hasMacros(bytes: Buffer, trueType: TrueType, members: ArchiveMem
  */
 const FITS: Partial<Record<TrueType, { extensions: string[]; mime: RegExp }>> = {
   exe: { extensions: ['exe', 'dll', 'scr', 'com', 'sys', 'cpl', 'ocx', 'drv', 'efi', 'msi', 'mui'],
-    mime: /^application\/(x-msdownload|x-dosexec|x-msdos-program|vnd\.microsoft\.portable-executable|x-ms-installer|x-executable)$/ },
-  elf: { extensions: ['so', 'elf', 'o', 'axf'], mime: /^application\/(x-executable|x-elf|x-sharedlib)$/ },
+    mime: new RegExp('^application\\/(x-msdownload|x-dosexec|x-msdos-program'
+      + '|vnd\\.microsoft\\.portable-executable|x-ms-installer|x-executable)$') },
+  elf: { extensions: ['so', 'elf', 'o', 'axf'],
+    mime: /^application\/(x-executable|x-elf|x-sharedlib)$/ },
   zip: { extensions: ['zip', 'jar', 'apk', 'xpi', 'epub', 'kmz', 'whl', 'nupkg', 'vsix'],
-    mime: /^application\/(zip|x-zip-compressed|x-zip|java-archive|epub\+zip|vnd\.android\.package-archive)$/ },
-  ooxml: { extensions: ['docx', 'docm', 'dotx', 'dotm', 'xlsx', 'xlsm', 'xltx', 'xltm', 'xlsb', 'pptx', 'pptm', 'potx', 'ppsx', 'ppsm', 'vsdx'],
-    mime: /^application\/(vnd\.openxmlformats-officedocument\..+|vnd\.ms-[a-z]+\.[a-z.]*macroenabled\.12|vnd\.ms-excel\.sheet\.binary\.macroenabled\.12|zip)$/i },
-  odf: { extensions: ['odt', 'ods', 'odp', 'odg', 'ott', 'ots'], mime: /^application\/vnd\.oasis\.opendocument\..+$/ },
-  ole: { extensions: ['doc', 'dot', 'xls', 'xlt', 'ppt', 'pps', 'pot', 'msg', 'msi', 'vsd', 'pub', 'mpp'],
+    mime: new RegExp('^application\\/(zip|x-zip-compressed|x-zip|java-archive|epub\\+zip'
+      + '|vnd\\.android\\.package-archive)$') },
+  ooxml: { extensions: ['docx', 'docm', 'dotx', 'dotm', 'xlsx', 'xlsm', 'xltx', 'xltm', 'xlsb',
+    'pptx', 'pptm', 'potx', 'ppsx', 'ppsm', 'vsdx'],
+    mime: new RegExp('^application\\/(vnd\\.openxmlformats-officedocument\\..+'
+      + '|vnd\\.ms-[a-z]+\\.[a-z.]*macroenabled\\.12'
+      + '|vnd\\.ms-excel\\.sheet\\.binary\\.macroenabled\\.12|zip)$', 'i') },
+  odf: { extensions: ['odt', 'ods', 'odp', 'odg', 'ott', 'ots'],
+    mime: /^application\/vnd\.oasis\.opendocument\..+$/ },
+  ole: { extensions: ['doc', 'dot', 'xls', 'xlt', 'ppt', 'pps', 'pot', 'msg', 'msi', 'vsd', 'pub',
+    'mpp'],
     mime: /^application\/(msword|vnd\.ms-[a-z.-]+|x-msi|vnd\.visio|x-ole-storage)$/ },
   pdf: { extensions: ['pdf'], mime: /^application\/(pdf|x-pdf)$/ },
   rtf: { extensions: ['rtf', 'doc'], mime: /^(application|text)\/(rtf|msword)$/ },
@@ -209,7 +227,8 @@ const FITS: Partial<Record<TrueType, { extensions: string[]; mime: RegExp }>> = 
 };
 
 /** Extensions that are known to belong to some type, so using them for another is a lie. */
-const KNOWN_EXTENSIONS = new Set(Object.values(FITS).flatMap((fit) => fit?.extensions ?? []).filter(Boolean)
+const KNOWN_EXTENSIONS = new Set(Object.values(FITS)
+  .flatMap((fit) => fit?.extensions ?? []).filter(Boolean)
   .concat(['txt', 'csv', 'htm', 'html', 'xml', 'json', 'eml', 'ics', 'vcf']));
 
 export function extensionOf(fileName: string): string {
@@ -223,11 +242,14 @@ export function typeMismatch(fileName: string, declaredType: string, trueType: T
   const fit = FITS[trueType];
   if (!fit) return false;
   const extension = extensionOf(fileName);
-  if (extension !== '' && KNOWN_EXTENSIONS.has(extension) && !fit.extensions.includes(extension)) return true;
-  if (extension !== '' && !KNOWN_EXTENSIONS.has(extension) && ['exe', 'elf', 'macho'].includes(trueType)) return true;
+  if (extension !== '' && KNOWN_EXTENSIONS.has(extension)
+    && !fit.extensions.includes(extension)) return true;
+  if (extension !== '' && !KNOWN_EXTENSIONS.has(extension)
+    && ['exe', 'elf', 'macho'].includes(trueType)) return true;
   const declared = declaredType.toLowerCase();
-  if (declared === '' || declared === 'application/octet-stream' || declared === 'application/x-download'
-    || declared === 'application/force-download' || declared === 'binary/octet-stream') return false;
+  if (declared === '' || declared === 'application/octet-stream'
+    || declared === 'application/x-download' || declared === 'application/force-download'
+    || declared === 'binary/octet-stream') return false;
   return !fit.mime.test(declared);
 }
 
@@ -243,5 +265,6 @@ export function hasDoubleExtension(fileName: string): boolean {
   if (parts.length < 3) return false;
   const last = parts.at(-1) ?? '';
   const previous = parts.at(-2) ?? '';
-  return RISKY_EXTENSIONS.has(last) && /^[a-z0-9]{2,4}$/.test(previous) && !RISKY_EXTENSIONS.has(previous);
+  return RISKY_EXTENSIONS.has(last) && /^[a-z0-9]{2,4}$/.test(previous)
+    && !RISKY_EXTENSIONS.has(previous);
 }

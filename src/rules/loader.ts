@@ -23,7 +23,8 @@ const MAX_LIST_ENTRIES = 100_000;
 export function loadRuleSet(dir: string, now = Date.now()): RuleSet {
   const problems: RuleProblem[] = [];
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-    throw new RulesError(dir, [{ file: dir, line: 0, column: 0, message: 'the rules folder does not exist',
+    throw new RulesError(dir, [{ file: dir, line: 0, column: 0,
+      message: 'the rules folder does not exist',
       expected: 'a folder of *.yaml rule files (MOAT_RULES_DIR)' }]);
   }
   const hash = createHash('sha256');
@@ -42,7 +43,8 @@ export function loadRuleSet(dir: string, now = Date.now()): RuleSet {
     }
     const text = readFileSync(join(listDir, name), 'utf8');
     hash.update(`\0${file}\0${text}`);
-    const entries = text.split(/\r?\n/).map((line) => line.replace(/#.*$/, '').trim()).filter(Boolean);
+    const entries = text.split(/\r?\n/).map((line) => line.replace(/#.*$/, '').trim())
+      .filter(Boolean);
     if (entries.length > MAX_LIST_ENTRIES) {
       problems.push({ file, line: MAX_LIST_ENTRIES + 1, column: 1,
         message: `list has ${entries.length} entries`, expected: `at most ${MAX_LIST_ENTRIES}` });
@@ -65,7 +67,8 @@ export function loadRuleSet(dir: string, now = Date.now()): RuleSet {
       if (earlier) {
         const [line, column] = rule.where.split(':').slice(-2).map(Number);
         problems.push({ file, line: line ?? 0, column: column ?? 0,
-          message: `rule id "${rule.id}" is already used at ${earlier}`, expected: 'a unique id per rule' });
+          message: `rule id "${rule.id}" is already used at ${earlier}`,
+          expected: 'a unique id per rule' });
         continue;
       }
       seen.set(rule.id, rule.where);

@@ -56,7 +56,8 @@ function walk(part: Part, depth: number, budget: { count: number }, texts: strin
     }
   }
 
-  const bytes = decodeTransfer(part.body, headerOf(part.headers, 'content-transfer-encoding') ?? '');
+  const bytes = decodeTransfer(part.body,
+    headerOf(part.headers, 'content-transfer-encoding') ?? '');
   const filename = disposition.params.get('filename') ?? contentType.params.get('name') ?? '';
   const isAttachment = filename !== '' || disposition.value.toLowerCase() === 'attachment'
     || !(type === 'text/plain' || type === 'text/html');
@@ -161,7 +162,9 @@ export function decodeWords(value: string): string {
   if (!value.includes('=?')) return value;
   return value
     .replace(/(=\?[^?]+\?[BbQq]\?[^?]*\?=)\s+(?==\?)/g, '$1')
-    .replace(/=\?([^?*]+)(?:\*[^?]*)?\?([BbQq])\?([^?]*)\?=/g, (whole, charset: string, kind: string, text: string) => {
+    .replace(/=\?([^?*]+)(?:\*[^?]*)?\?([BbQq])\?([^?]*)\?=/g, (
+      whole, charset: string, kind: string, text: string,
+    ) => {
       const bytes = kind.toUpperCase() === 'B'
         ? Buffer.from(text, 'base64')
         : decodeQuotedPrintable(text.replace(/_/g, ' '));
@@ -231,7 +234,9 @@ function splitOutsideQuotes(text: string, separator: string): string[] {
   return pieces;
 }
 
-const ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ' };
+const ENTITIES: Record<string, string> = {
+  amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ',
+};
 
 /** The visible text of an HTML part: scripts and styles dropped, tags removed, entities decoded. */
 export function htmlToText(html: string): string {
@@ -251,5 +256,7 @@ export function htmlToText(html: string): string {
 }
 
 function safeCodePoint(code: number, fallback: string): string {
-  return Number.isInteger(code) && code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : fallback;
+  return Number.isInteger(code) && code > 0 && code <= 0x10ffff
+    ? String.fromCodePoint(code)
+    : fallback;
 }

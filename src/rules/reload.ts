@@ -35,7 +35,9 @@ export class RuleSetHolder {
   /** Starts watching the folder; changes are applied after `delayMs` of quiet. */
   watch(delayMs: number): void {
     if (this.watcher) return;
-    this.watcher = watch(this.current.dir, { recursive: true, persistent: false }, (_event, name) => {
+    this.watcher = watch(this.current.dir, {
+      recursive: true, persistent: false,
+    }, (_event, name) => {
       // Editor swap files and the test cases do not change the set.
       if (name && /(^|\/)(tests\/|\.#|#)|~$|\.swp$/.test(String(name))) return;
       if (this.timer) clearTimeout(this.timer);

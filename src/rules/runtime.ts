@@ -33,7 +33,9 @@ export function getRules(config: MoatConfig): RuleSetHolder {
     refused(error, kept) {
       countRulesReload('refused');
       const problems = error instanceof RulesError ? error.lines() : [error.message];
-      for (const problem of problems) log('error', 'rules', `rule problem: ${problem}`, { problem });
+      for (const problem of problems) {
+        log('error', 'rules', `rule problem: ${problem}`, { problem });
+      }
       log('error', 'rules', 'rule set refused at reload; the previous set keeps running', {
         kept: kept.version, problems: problems.length,
       });

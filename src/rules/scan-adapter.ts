@@ -14,7 +14,8 @@ import { decodeCharset, htmlToText } from './mime-reader';
 
 /** True when the parse kept the decoded bodies the rules need. */
 export function hasBodies(parsed: ParsedMessage): boolean {
-  return parsed.parts.every((part) => part.isMultipart || part.decodedBytes === 0 || part.body !== undefined);
+  return parsed.parts.every(
+    (part) => part.isMultipart || part.decodedBytes === 0 || part.body !== undefined);
 }
 
 export function fromParsedMessage(parsed: ParsedMessage, size: number): RuleMessage {

@@ -55,74 +55,102 @@ export function runRuleTests(set: RuleSet, context: TestContext): TestRun {
   return run;
 }
 
-function runFile(yaml: YamlFile, path: string, set: RuleSet, context: TestContext, run: TestRun): void {
+function runFile(
+  yaml: YamlFile, path: string, set: RuleSet, context: TestContext, run: TestRun,
+): void {
   if (!yaml.root) return;
-  const top = yaml.map(yaml.root, ['cases', 'accepted_domains', 'internal_networks'], 'a test file');
+  const top = yaml.map(yaml.root, ['cases', 'accepted_domains', 'internal_networks'],
+    'a test file');
   const cases = top?.get('cases') ? yaml.sequence(top.get('cases')?.value, 'cases') : null;
   if (!top || !cases) {
-    if (top && !top.get('cases')) yaml.problem(yaml.root, 'no "cases:" key', 'cases: followed by a list of test cases');
+    if (top && !top.get('cases')) {
+      yaml.problem(yaml.root, 'no "cases:" key', 'cases: followed by a list of test cases');
+    }
     return;
   }
   const accepted = top.get('accepted_domains')
-    ? new Set((yaml.strings(top.get('accepted_domains')?.value, 'accepted_domains') ?? []).map((entry) => entry.text.toLowerCase()))
+    ? new Set((yaml.strings(top.get('accepted_domains')?.value, 'accepted_domains') ?? [])
+      .map((entry) => entry.text.toLowerCase()))
     : context.acceptedDomains;
   let networks = context.internalNetworks;
   if (top.get('internal_networks')) {
     networks = new BlockList();
-    for (const entry of yaml.strings(top.get('internal_networks')?.value, 'internal_networks') ?? []) {
+    for (const entry of
+      yaml.strings(top.get('internal_networks')?.value, 'internal_networks') ?? []) {
       const [address = '', bits] = entry.text.split('/');
       const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-      if (!isIP(address)) yaml.problem(entry.node, `"${entry.text}" is not a network`, 'a CIDR network');
-      else if (bits === undefined) networks.addAddress(address, family);
+      if (!isIP(address)) {
+        yaml.problem(entry.node, `"${entry.text}" is not a network`, 'a CIDR network');
+      } else if (bits === undefined) networks.addAddress(address, family);
       else networks.addSubnet(address, Number(bits), family);
     }
   }
   for (const node of cases) {
     const before = yaml.problems.length;
-    const result = runCase(yaml, node, dirname(path), set, { ...context, acceptedDomains: accepted, internalNetworks: networks });
+    const result = runCase(yaml, node, dirname(path), set, {
+      ...context, acceptedDomains: accepted, internalNetworks: networks,
+    });
     if (result && yaml.problems.length === before) run.cases.push(result);
   }
 }
 
-function runCase(yaml: YamlFile, node: Node, baseDir: string, set: RuleSet, context: TestContext): CaseResult | null {
+function runCase(
+  yaml: YamlFile, node: Node, baseDir: string, set: RuleSet, context: TestContext,
+): CaseResult | null {
   const fields = yaml.map(node, CASE_KEYS, 'a test case');
   if (!fields) return null;
   const name = yaml.string(fields.get('name')?.value, 'name') ?? yaml.where(node);
   const messagePath = yaml.string(fields.get('message')?.value, 'message');
-  const envelopeFields = yaml.map(fields.get('envelope')?.value, ['from', 'to', 'client'], 'envelope');
+  const envelopeFields = yaml.map(fields.get('envelope')?.value, ['from', 'to', 'client'],
+    'envelope');
   const expectFields = yaml.map(fields.get('expect')?.value, EXPECT_KEYS, 'expect');
   if (messagePath === null || !envelopeFields || !expectFields) return null;
 
   const file = resolve(baseDir, messagePath);
   if (!existsSync(file)) {
-    yaml.problem(fields.get('message')?.value, `sample ${messagePath} does not exist`, 'a path relative to the test file');
+    yaml.problem(fields.get('message')?.value, `sample ${messagePath} does not exist`,
+      'a path relative to the test file');
     return null;
   }
-  const sender = envelopeFields.get('from') ? yaml.string(envelopeFields.get('from')?.value, 'from', { allowEmpty: true }) ?? '' : '';
-  const recipients = (yaml.strings(envelopeFields.get('to')?.value, 'to') ?? []).map((entry) => entry.text);
-  const clientIp = envelopeFields.get('client') ? yaml.string(envelopeFields.get('client')?.value, 'client') ?? '' : '203.0.113.7';
+  const sender = envelopeFields.get('from')
+    ? yaml.string(envelopeFields.get('from')?.value, 'from', { allowEmpty: true }) ?? ''
+    : '';
+  const recipients = (yaml.strings(envelopeFields.get('to')?.value, 'to') ?? [])
+    .map((entry) => entry.text);
+  const clientIp = envelopeFields.get('client')
+    ? yaml.string(envelopeFields.get('client')?.value, 'client') ?? ''
+    : '203.0.113.7';
   const directionNode = fields.get('direction')?.value;
   const direction = directionNode ? yaml.string(directionNode, 'direction') : null;
   if (direction !== null && direction !== 'inbound' && direction !== 'outbound') {
     yaml.problem(directionNode, `direction "${direction}" is not known`, 'inbound or outbound');
   }
   const results: CheckResult[] = [];
-  for (const item of fields.get('checks') ? yaml.sequence(fields.get('checks')?.value, 'checks') ?? [] : []) {
-    const check = yaml.map(item, ['check', 'result', 'action', 'score', 'signature'], 'a check result');
+  for (const item of fields.get('checks')
+    ? yaml.sequence(fields.get('checks')?.value, 'checks') ?? [] : []) {
+    const check = yaml.map(item, ['check', 'result', 'action', 'score', 'signature'],
+      'a check result');
     if (!check) continue;
     const score = check.get('score') ? yaml.number(check.get('score')?.value, 'score') : null;
-    const signature = check.get('signature') ? yaml.string(check.get('signature')?.value, 'signature') : null;
+    const signature = check.get('signature')
+      ? yaml.string(check.get('signature')?.value, 'signature') : null;
     results.push({
       check: yaml.string(check.get('check')?.value, 'check') ?? '',
       result: (yaml.string(check.get('result')?.value, 'result') ?? 'none') as ResultWord,
-      ...(check.get('action') ? { action: yaml.string(check.get('action')?.value, 'action') as CheckResult['action'] } : {}),
-      evidence: { ...(score !== null ? { score } : {}), ...(signature !== null ? { signature } : {}) },
+      ...(check.get('action')
+        ? { action: yaml.string(check.get('action')?.value, 'action') as CheckResult['action'] }
+        : {}),
+      evidence: {
+        ...(score !== null ? { score } : {}), ...(signature !== null ? { signature } : {}),
+      },
     });
   }
   const nowNode = fields.get('now')?.value;
   const nowText = nowNode ? yaml.string(nowNode, 'now') : null;
   const now = nowText ? Date.parse(nowText) : Date.now();
-  if (nowText && Number.isNaN(now)) yaml.problem(nowNode, `now "${nowText}" is not a date`, 'YYYY-MM-DD');
+  if (nowText && Number.isNaN(now)) {
+    yaml.problem(nowNode, `now "${nowText}" is not a date`, 'YYYY-MM-DD');
+  }
 
   const ids = (key: string): string[] => (expectFields.get(key)
     ? (yaml.strings(expectFields.get(key)?.value, key) ?? []).map((entry) => entry.text) : []);
@@ -131,7 +159,8 @@ function runCase(yaml: YamlFile, node: Node, baseDir: string, set: RuleSet, cont
   const actions = ids('actions');
   for (const id of [...fire, ...notFire]) {
     if (!set.rules.some((rule) => rule.id === id)) {
-      yaml.problem(expectFields.get(fire.includes(id) ? 'fire' : 'not_fire')?.value, `no rule "${id}" in the set`, 'the id of a rule');
+      yaml.problem(expectFields.get(fire.includes(id) ? 'fire' : 'not_fire')?.value,
+        `no rule "${id}" in the set`, 'the id of a rule');
     }
   }
   const finalNode = expectFields.get('final')?.value;
@@ -151,14 +180,23 @@ function runCase(yaml: YamlFile, node: Node, baseDir: string, set: RuleSet, cont
 
   const fired = new Set([...outcome.fired, ...outcome.monitored].map((report) => report.rule.id));
   const failures: string[] = [];
-  for (const id of fire) if (!fired.has(id)) failures.push(`expected rule ${id} to fire; it did not`);
-  for (const id of notFire) if (fired.has(id)) failures.push(`expected rule ${id} not to fire; it did`);
+  for (const id of fire) {
+    if (!fired.has(id)) failures.push(`expected rule ${id} to fire; it did not`);
+  }
+  for (const id of notFire) {
+    if (fired.has(id)) failures.push(`expected rule ${id} not to fire; it did`);
+  }
   const gotFinal = outcome.final?.action.kind ?? 'none';
   if (final !== null && final !== gotFinal) {
-    failures.push(`expected final action ${final}; got ${gotFinal}${outcome.final ? ` (rule ${outcome.final.rule.id})` : ''}`);
+    failures.push(`expected final action ${final}; got ${gotFinal}`
+      + `${outcome.final ? ` (rule ${outcome.final.rule.id})` : ''}`);
   }
   const planned = new Set(outcome.actions.map((entry) => entry.action.kind as string));
-  for (const kind of actions) if (!planned.has(kind)) failures.push(`expected action ${kind}; planned: ${[...planned].join(', ') || 'none'}`);
+  for (const kind of actions) {
+    if (!planned.has(kind)) {
+      failures.push(`expected action ${kind}; planned: ${[...planned].join(', ') || 'none'}`);
+    }
+  }
   return { file: yaml.file, name, passed: failures.length === 0, failures, outcome };
 }
 

@@ -45,11 +45,15 @@ export class YamlFile {
 
   problem(node: Node | null | undefined, message: string, expected?: string): void {
     const { line, column } = this.position(node);
-    this.problems.push({ file: this.file, line, column, message, ...(expected ? { expected } : {}) });
+    this.problems.push({
+      file: this.file, line, column, message, ...(expected ? { expected } : {}),
+    });
   }
 
   /** The pairs of a mapping, checking that every key is one of `allowed`. */
-  map(node: Node | null | undefined, allowed: readonly string[], what: string): Map<string, Pair<Node, Node>> | null {
+  map(
+    node: Node | null | undefined, allowed: readonly string[], what: string,
+  ): Map<string, Pair<Node, Node>> | null {
     const found = new Map<string, Pair<Node, Node>>();
     if (isAlias(node)) {
       this.problem(node, `aliases are not allowed in ${what}`, 'the value written out');
@@ -66,7 +70,8 @@ export class YamlFile {
         continue;
       }
       if (!allowed.includes(key)) {
-        this.problem(pair.key as Node, `unknown key "${key}" in ${what}`, `one of ${allowed.join(', ')}`);
+        this.problem(pair.key as Node, `unknown key "${key}" in ${what}`,
+          `one of ${allowed.join(', ')}`);
         continue;
       }
       found.set(key, pair as Pair<Node, Node>);
@@ -75,9 +80,12 @@ export class YamlFile {
   }
 
   /** A mapping with exactly one key (a condition or an action): the key and its value. */
-  single(node: Node | null | undefined, allowed: readonly string[], what: string): { key: string; value: Node | null; keyNode: Node } | null {
+  single(
+    node: Node | null | undefined, allowed: readonly string[], what: string,
+  ): { key: string; value: Node | null; keyNode: Node } | null {
     if (!isMap(node)) {
-      this.problem(node, `${what} is ${describe(node)}`, `a mapping with one key: ${allowed.join(', ')}`);
+      this.problem(node, `${what} is ${describe(node)}`,
+        `a mapping with one key: ${allowed.join(', ')}`);
       return null;
     }
     const items = (node as YAMLMap<Node, Node>).items;
@@ -95,7 +103,9 @@ export class YamlFile {
     return { key, value: pair.value ?? null, keyNode: pair.key };
   }
 
-  string(node: Node | null | undefined, what: string, options: { allowEmpty?: boolean } = {}): string | null {
+  string(
+    node: Node | null | undefined, what: string, options: { allowEmpty?: boolean } = {},
+  ): string | null {
     if (!isScalar(node) || (typeof node.value !== 'string' && typeof node.value !== 'number')) {
       this.problem(node, `${what} is ${describe(node)}`, `text for ${what}`);
       return null;
@@ -157,7 +167,8 @@ export class YamlFile {
 
   sequence(node: Node | null | undefined, what: string): Node[] | null {
     if (!isSeq(node)) {
-      this.problem(node, `${what} is ${describe(node)}`, `a list (lines starting with "- ") for ${what}`);
+      this.problem(node, `${what} is ${describe(node)}`,
+        `a list (lines starting with "- ") for ${what}`);
       return null;
     }
     return node.items as Node[];

@@ -86,7 +86,9 @@ function prepareForUnprivilegedUser(config: MoatConfig, home: string): void {
   const gid = groupName ? lookupAccount('/etc/group', groupName)?.id : user.gid;
   if (gid === undefined) throw new RunAsUserError(groupName ?? '', 'no such group in /etc/group');
 
-  for (const dir of [config.stateDir, home, join(home, 'queue'), join(config.stateDir, 'maildir')]) {
+  for (const dir of [
+    config.stateDir, home, join(home, 'queue'), join(config.stateDir, 'maildir'),
+  ]) {
     mkdirSync(dir, { recursive: true });
     chownSync(dir, user.id, gid);
   }
@@ -163,5 +165,7 @@ function connectionIni(config: MoatConfig): string {
 }
 
 export function formatHostPort(address: HostPort): string {
-  return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
+  return address.host.includes(':')
+    ? `[${address.host}]:${address.port}`
+    : `${address.host}:${address.port}`;
 }

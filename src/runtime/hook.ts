@@ -12,6 +12,7 @@
  * (552, 554, 421 ...) rather than Haraka's defaults.
  */
 
+import { declareHook } from '../observability/metrics';
 import { REASONS, type ReasonCode, type SmtpReply } from '../verdict/reasons';
 
 // haraka-constants is CommonJS without types.
@@ -78,6 +79,7 @@ export function hook<Args extends unknown[]>(
   name: string,
   body: (...args: Args) => Promise<HookOutcome> | HookOutcome,
 ): (next: Next, ...args: Args) => void {
+  declareHook(name);
   return function wrapped(next: Next, ...args: Args): void {
     let answered = false;
     const answer = (code?: number, message?: unknown): void => {

@@ -83,7 +83,9 @@ const say = (level: string, msg: string, fields: Record<string, unknown> = {}): 
 /** Runs clamd/spamd locally where no address is configured; exits 1 if they cannot start. */
 async function startLocalScanners(config: MoatConfig): Promise<void> {
   const needed = localScannersNeeded(config.clamd, config.spamd, config.quarantine.localScanners);
-  const configured: Array<[ScannerName, string[]]> = [['clamd', config.clamd], ['spamd', config.spamd]];
+  const configured: Array<[ScannerName, string[]]> = [
+    ['clamd', config.clamd], ['spamd', config.spamd],
+  ];
   for (const [name, addresses] of configured) {
     if (addresses.length > 0) say('info', `${name} configured`, { scanner: name, addresses });
     else if (!needed.includes(name)) {

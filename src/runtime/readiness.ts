@@ -10,6 +10,10 @@
 import { access, constants } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readinessFromChecks, type Readiness } from '../observability/http';
+import { PROBE_DEADLINE_MS, type DependencyProbes } from '../observability/metrics-health';
+import { rateLimits } from '../ratelimit/service';
+import { Deadline } from '../scan/errors';
+import { scanRuntime } from '../scan/runtime';
 import type { Runtime } from './context';
 
 const CHECK_DEADLINE_MS = 1500;
@@ -23,15 +27,33 @@ export async function readiness(runtime: Runtime): Promise<Readiness> {
     const forwarder = runtime.forwarder;
     checks['downstream'] = () => forwarder.probe();
   } else {
-    const stateDir = runtime.config.stateDir;
-    checks['maildir'] = async () => {
-      try {
-        await access(join(stateDir), constants.W_OK);
-        return { ok: true, detail: `${stateDir} writable` };
-      } catch (error) {
-        return { ok: false, detail: `${stateDir} not writable: ${String(error)}` };
-      }
-    };
+    checks['maildir'] = () => maildirWritable(runtime.config.stateDir);
   }
   return readinessFromChecks(checks, CHECK_DEADLINE_MS)();
+}
+
+/**
+ * The probes behind moat_dependency_up (src/observability/metrics-health.ts): the mail path's
+ * dependencies, as configured. Run by the process serving /metrics when it is scraped.
+ */
+export function dependencyProbes(runtime: Runtime): DependencyProbes {
+  const probes: DependencyProbes = {};
+  const forwarder = runtime.forwarder;
+  if (forwarder) probes.downstream = () => forwarder.probe();
+  else probes.maildir = () => maildirWritable(runtime.config.stateDir);
+
+  const { clamd, spamd } = scanRuntime(runtime.config);
+  if (clamd) probes.clamd = () => clamd.ping(new Deadline(PROBE_DEADLINE_MS));
+  if (spamd) probes.spamd = () => spamd.ping(new Deadline(PROBE_DEADLINE_MS));
+  if (runtime.config.redisUrl) probes.redis = () => rateLimits(runtime.config).probe();
+  return probes;
+}
+
+async function maildirWritable(stateDir: string): Promise<{ ok: boolean; detail: string }> {
+  try {
+    await access(join(stateDir), constants.W_OK);
+    return { ok: true, detail: `${stateDir} writable` };
+  } catch (error) {
+    return { ok: false, detail: `${stateDir} not writable: ${String(error)}` };
+  }
 }

@@ -80,7 +80,8 @@ describe('ScannerSupervisor with a real clamd', () => {
     await until(() => clamd.answers(), 60_000, 'the new clamd answering');
     assert.equal(clamd.address, before.address);
     assert.equal(clamd.restarts, 1);
-    assert.ok(lines.some((line) => line.level === 'warn' && /clamd exited; restarting/.test(line.msg)));
+    assert.ok(lines.some(
+      (line) => line.level === 'warn' && /clamd exited; restarting/.test(line.msg)));
   });
 
   it('stops clamd for good: no restart after stop', async () => {

@@ -236,7 +236,9 @@ export class LocalScanner {
     if (signatures.length === 0) {
       throw new LocalScannerError('clamd', `no signature files in ${this.options.signatureDir}`);
     }
-    for (const name of signatures) copyFileSync(join(this.options.signatureDir, name), join(dbDir, name));
+    for (const name of signatures) {
+      copyFileSync(join(this.options.signatureDir, name), join(dbDir, name));
+    }
 
     // The stream limit stays above Moat's message size, so no accepted message is too big.
     const streamMiB = Math.max(64, Math.ceil(this.options.maxMessageBytes / MEBIBYTE) + 1);
@@ -296,7 +298,9 @@ export class ScannerSupervisor {
       await this.stop();
       throw (failed as PromiseRejectedResult).reason;
     }
-    const addresses: Record<ScannerName, string | undefined> = { clamd: undefined, spamd: undefined };
+    const addresses: Record<ScannerName, string | undefined> = {
+      clamd: undefined, spamd: undefined,
+    };
     for (const scanner of this.scanners) addresses[scanner.name] = scanner.address;
     return addresses;
   }
@@ -364,7 +368,8 @@ function requireExecutable(name: 'clamd' | 'spamd'): string {
   if (found) return found;
   const pkg = name === 'clamd' ? 'clamav-daemon' : 'spamd';
   throw new LocalScannerError(name, `not installed: install the Debian package ${pkg} `
-    + `(sh scripts/ensure-deps.sh as root), or set MOAT_${name.toUpperCase()} to a running ${name}`);
+    + '(sh scripts/ensure-deps.sh as root), '
+    + `or set MOAT_${name.toUpperCase()} to a running ${name}`);
 }
 
 function freePort(): Promise<number> {

@@ -70,7 +70,9 @@ describe('ClamdClient', () => {
       assert.ok(request.subarray(0, 10).equals(Buffer.from('zINSTREAM\0')));
       socket.end('stream: Test.Sig FOUND\0');
     }, instreamEnd);
-    const client = new ClamdClient({ addresses: [await deadAddress(), live], connectTimeoutMs: 500 });
+    const client = new ClamdClient({
+      addresses: [await deadAddress(), live], connectTimeoutMs: 500,
+    });
     const verdict = await clamdScan(client, 'hello');
     assert.deepEqual(verdict, { status: 'found', signatures: ['Test.Sig'], address: live });
     assert.equal((await clamdScan(client, 'again')).address, live, 'the dead address stays second');
@@ -85,13 +87,15 @@ describe('ClamdClient', () => {
   it('ends with a timeout at the deadline when clamd never answers', async () => {
     const silent = await fakeDaemon(() => {}, instreamEnd);
     const client = new ClamdClient({ addresses: [silent], connectTimeoutMs: 500 });
-    const error = await clamdScan(client, 'hello', 300).then(() => null, (caught: unknown) => caught);
+    const error = await clamdScan(client, 'hello', 300)
+      .then(() => null, (caught: unknown) => caught);
     assert.ok(error instanceof ScannerError);
     assert.equal(error.kind, 'timeout');
   });
 
   it('calls a garbage answer garbage, and a size refusal too-large', async () => {
-    const garbage = await fakeDaemon((_request, socket) => socket.end('hello there\0'), instreamEnd);
+    const garbage = await fakeDaemon((_request, socket) => socket.end('hello there\0'),
+      instreamEnd);
     const client = new ClamdClient({ addresses: [garbage], connectTimeoutMs: 500 });
     const error = await clamdScan(client, 'x').then(() => null, (caught: unknown) => caught);
     assert.ok(error instanceof ScannerError && error.kind === 'garbage', String(error));
@@ -145,7 +149,9 @@ describe('SpamdClient', () => {
       socket.end('SPAMD/1.0 75 EX_TEMPFAIL\r\n\r\n'), (_request, ended) => ended);
     const live = await fakeDaemon((_request, socket) => socket.end(SPAM_REPLY),
       (_request, ended) => ended);
-    const client = new SpamdClient({ addresses: [failing, live], connectTimeoutMs: 500, user: null });
+    const client = new SpamdClient({
+      addresses: [failing, live], connectTimeoutMs: 500, user: null,
+    });
     assert.equal((await client.check(Buffer.from('x\r\n'), new Deadline(2000))).address, live);
 
     const alone = new SpamdClient({ addresses: [failing], connectTimeoutMs: 500, user: null });

@@ -19,7 +19,9 @@ import type { ScanReport } from './scheduler';
 function config(ini = '', env: Record<string, string> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'moat-scan-policy-'));
   writeFileSync(join(dir, 'moat.ini'), ini);
-  return loadConfig({ root: dir, configDir: dir, env: { MOAT_DOMAINS: 'example.com,example.net', ...env } });
+  return loadConfig({
+    root: dir, configDir: dir, env: { MOAT_DOMAINS: 'example.com,example.net', ...env },
+  });
 }
 
 const SCAN: ScanConfig = config().scan;
@@ -59,7 +61,9 @@ describe('judgeScan', () => {
 
     const heuristic = report({ clamd: { status: 'found', scans: 1, seconds: 0.1,
       findings: [{ signature: 'Heuristics.Encrypted.Zip', where: 'message' }] } });
-    const quarantining = { ...SCAN, clamd: { ...SCAN.clamd, heuristicsAction: 'quarantine' as const } };
+    const quarantining = {
+      ...SCAN, clamd: { ...SCAN.clamd, heuristicsAction: 'quarantine' as const },
+    };
     const held = check(judgeScan(heuristic, quarantining, THRESHOLDS), 'clamd');
     assert.equal(held?.action, 'quarantine');
     assert.equal(held?.reason, 'scan-limit-quarantined');
@@ -77,16 +81,20 @@ describe('judgeScan', () => {
 
     const large = report({ clamd: { status: 'error', findings: [], scans: 1, seconds: 1,
       error: new ScannerError('clamd', 'too-large', 'a:1', 'limit') } });
-    assert.equal(check(judgeScan(large, open, THRESHOLDS), 'clamd')?.reason, 'scanner-size-exceeded');
+    assert.equal(check(judgeScan(large, open, THRESHOLDS), 'clamd')?.reason,
+      'scanner-size-exceeded');
   });
 
   it('spam scores: reject, quarantine, tag with headers and prefix, or pass', () => {
-    assert.equal(check(judgeScan(report(spam(20)), SCAN, THRESHOLDS), 'spamd')?.reason, 'spam-rejected');
-    assert.equal(check(judgeScan(report(spam(12)), SCAN, THRESHOLDS), 'spamd')?.reason, 'spam-quarantined');
+    assert.equal(check(judgeScan(report(spam(20)), SCAN, THRESHOLDS), 'spamd')?.reason,
+      'spam-rejected');
+    assert.equal(check(judgeScan(report(spam(12)), SCAN, THRESHOLDS), 'spamd')?.reason,
+      'spam-quarantined');
     const tagged = judgeScan(report(spam(6)), SCAN, { ...THRESHOLDS, subjectPrefix: '[SPAM]' });
     assert.equal(check(tagged, 'spamd')?.action, 'tag');
     assert.equal(tagged.subjectPrefix, '[SPAM]');
-    assert.deepEqual(tagged.headers.map(([name]) => name), ['X-Spam-Flag', 'X-Spam-Score', 'X-Spam-Status']);
+    assert.deepEqual(tagged.headers.map(([name]) => name),
+      ['X-Spam-Flag', 'X-Spam-Score', 'X-Spam-Status']);
     const negative = judgeScan(report(spam(-2.5)), SCAN, THRESHOLDS);
     assert.equal(check(negative, 'spamd')?.result, 'pass');
     assert.deepEqual(negative.headers, []);
@@ -117,7 +125,8 @@ describe('spam thresholds per domain', () => {
 
 describe('start-up size check', () => {
   it('refuses a message size limit above what clamd takes', () => {
-    assert.throws(() => config('[smtp]\nmax_message_size = 50M\n', { MOAT_CLAMD: '127.0.0.1:3310' }),
+    assert.throws(
+      () => config('[smtp]\nmax_message_size = 50M\n', { MOAT_CLAMD: '127.0.0.1:3310' }),
       (error: unknown) => error instanceof ConfigError
         && error.problem.key === 'clamd.stream_max_length');
     const fits = config('[smtp]\nmax_message_size = 50M\n[clamd]\nstream_max_length = 64M\n',

@@ -31,7 +31,9 @@ export interface ScanJudgement {
   /** Put before the Subject (tagged spam with a configured prefix). */
   subjectPrefix: string | null;
   /** Scanners whose verdict is missing while the message goes on (fail-open or absent). */
-  unscanned: Array<{ scanner: 'clamd' | 'spamd'; why: 'failure' | 'not-configured'; detail: string }>;
+  unscanned: Array<{
+    scanner: 'clamd' | 'spamd'; why: 'failure' | 'not-configured'; detail: string;
+  }>;
 }
 
 export function judgeScan(
@@ -53,7 +55,8 @@ function judgeMime(report: ScanReport, config: ScanConfig, judgement: ScanJudgem
     return;
   }
   const evidence = {
-    problems: problems.slice(0, 5).map((problem) => `${problem.code}@${problem.part}: ${problem.detail}`),
+    problems: problems.slice(0, 5)
+      .map((problem) => `${problem.code}@${problem.part}: ${problem.detail}`),
     count: problems.length,
   };
   if (config.mimeStrictness === 'strict') {
@@ -61,7 +64,9 @@ function judgeMime(report: ScanReport, config: ScanConfig, judgement: ScanJudgem
       check: 'mime', result: 'permerror', action: 'reject', reason: first.code, evidence,
     });
   } else {
-    judgement.results.push({ check: 'mime', result: 'neutral', evidence: { ...evidence, lenient: true } });
+    judgement.results.push({
+      check: 'mime', result: 'neutral', evidence: { ...evidence, lenient: true },
+    });
   }
 }
 
@@ -72,8 +77,12 @@ function judgeClamd(report: ScanReport, config: ScanConfig, judgement: ScanJudge
 
   switch (clamd.status) {
     case 'skip':
-      judgement.results.push({ check: 'clamd', result: 'skip', evidence: { why: 'no clamd.address' } });
-      judgement.unscanned.push({ scanner: 'clamd', why: 'not-configured', detail: 'clamd not configured' });
+      judgement.results.push({
+        check: 'clamd', result: 'skip', evidence: { why: 'no clamd.address' },
+      });
+      judgement.unscanned.push({
+        scanner: 'clamd', why: 'not-configured', detail: 'clamd not configured',
+      });
       judgement.headers.push([UNSCANNED_HEADER, 'malware (clamd not configured)']);
       return;
     case 'clean':
@@ -91,7 +100,8 @@ function judgeClamd(report: ScanReport, config: ScanConfig, judgement: ScanJudge
       if (action === 'reject') {
         const reason = heuristic ? 'scan-limit-exceeded' : 'malware-found';
         judgement.results.push({
-          check: 'clamd', result: 'fail', action, reason, evidence, reply: namingReply(reason, shown),
+          check: 'clamd', result: 'fail', action, reason, evidence,
+          reply: namingReply(reason, shown),
         });
         return;
       }
@@ -120,7 +130,9 @@ function judgeClamd(report: ScanReport, config: ScanConfig, judgement: ScanJudge
         return;
       }
       evidence['fail_open'] = true;
-      judgement.results.push({ check: 'clamd', result: 'temperror', reason: 'clamd-unavailable', evidence });
+      judgement.results.push({
+        check: 'clamd', result: 'temperror', reason: 'clamd-unavailable', evidence,
+      });
       judgement.unscanned.push({ scanner: 'clamd', why: 'failure', detail: error?.message ?? '' });
       judgement.headers.push([UNSCANNED_HEADER, `malware (clamd ${error?.kind ?? 'unavailable'})`]);
     }
@@ -132,8 +144,12 @@ function judgeSpamd(
 ): void {
   const spamd = report.spamd;
   if (spamd.status === 'skip') {
-    judgement.results.push({ check: 'spamd', result: 'skip', evidence: { why: 'no spamd.address' } });
-    judgement.unscanned.push({ scanner: 'spamd', why: 'not-configured', detail: 'spamd not configured' });
+    judgement.results.push({
+      check: 'spamd', result: 'skip', evidence: { why: 'no spamd.address' },
+    });
+    judgement.unscanned.push({
+      scanner: 'spamd', why: 'not-configured', detail: 'spamd not configured',
+    });
     judgement.headers.push([UNSCANNED_HEADER, 'spam (spamd not configured)']);
     return;
   }
@@ -143,7 +159,8 @@ function judgeSpamd(
     const evidence = { failure: error?.kind ?? 'unavailable', error: error?.message };
     if (config.spamd.onFailure === 'tempfail') {
       judgement.results.push({
-        check: 'spamd', result: 'temperror', action: 'tempfail', reason: 'spamd-unavailable', evidence,
+        check: 'spamd', result: 'temperror', action: 'tempfail', reason: 'spamd-unavailable',
+        evidence,
       });
       return;
     }
@@ -205,7 +222,9 @@ function statusLine(flag: 'Yes', score: number, required: number, rules: string[
 }
 
 /** The reason's reply with the signature named; the name is reduced to safe characters. */
-function namingReply(reason: 'malware-found' | 'scan-limit-exceeded', signature: string): SmtpReply {
+function namingReply(
+  reason: 'malware-found' | 'scan-limit-exceeded', signature: string,
+): SmtpReply {
   const base = reasonReply(reason);
   const name = signature.replace(/[^A-Za-z0-9._:-]/g, '').slice(0, 80) || 'unknown';
   return { ...base, text: `${base.text} (${name})` };
@@ -216,9 +235,12 @@ function namingReply(reason: 'malware-found' | 'scan-limit-exceeded', signature:
  * recipients' domains, each domain's `[domain]` override or else the global value. The
  * subject prefix is the first one set.
  */
-export function spamThresholdsFor(config: MoatConfig, recipients: readonly string[]): SpamThresholds {
+export function spamThresholdsFor(
+  config: MoatConfig, recipients: readonly string[],
+): SpamThresholds {
   const global = config.scan.spamd.thresholds;
-  const domains = [...new Set(recipients.map((address) => address.slice(address.lastIndexOf('@') + 1)))];
+  const domains = [...new Set(
+    recipients.map((address) => address.slice(address.lastIndexOf('@') + 1)))];
   const policies = domains.map((domain) => config.domains.get(domain)?.overrides)
     .filter((overrides): overrides is Map<string, unknown> => overrides !== undefined);
   if (policies.length === 0) return { ...global };

@@ -30,7 +30,8 @@ export function scanRuntime(config: MoatConfig): ScanRuntime {
       : null,
     spamd: config.spamd.length > 0
       ? new SpamdClient({
-        addresses: config.spamd, connectTimeoutMs: scan.spamd.connectTimeoutMs, user: scan.spamd.user,
+        addresses: config.spamd, connectTimeoutMs: scan.spamd.connectTimeoutMs,
+        user: scan.spamd.user,
       })
       : null,
   };
@@ -69,7 +70,9 @@ export function scanReadinessChecks(
   const checks: Record<string, () => Promise<{ ok: boolean; detail: string }>> = {};
   const { clamd, spamd } = runtime;
   checks['clamd'] = clamd ? () => clamd.ping(new Deadline(deadlineMs))
-    : async () => ({ ok: !config.scan.clamd.required, detail: 'not configured: mail is NOT scanned' });
+    : async () => ({
+      ok: !config.scan.clamd.required, detail: 'not configured: mail is NOT scanned',
+    });
   checks['spamd'] = spamd ? () => spamd.ping(new Deadline(deadlineMs))
     : async () => ({ ok: true, detail: 'not configured: mail is NOT scored' });
   return checks;

@@ -86,7 +86,8 @@ export async function scanMessage(job: ScanJob): Promise<ScanReport> {
   const open = new Map<MimePart, ClamdScan>();
   const clamd = job.clamd;
   const walker = new MimeWalker({
-    maxDepth: config.mimeMaxDepth, maxParts: config.mimeMaxParts, keepBodyBytes: job.keepBodyBytes ?? 0,
+    maxDepth: config.mimeMaxDepth, maxParts: config.mimeMaxParts,
+    keepBodyBytes: job.keepBodyBytes ?? 0,
   }, clamd && config.clamd.scanParts ? {
     partData: async (part, chunk) => {
       if (!scanWorthy(part)) return;

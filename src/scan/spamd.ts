@@ -170,7 +170,9 @@ export function parseSpamdReply(raw: Buffer): Omit<SpamdVerdict, 'address'> {
 
   // Status line: SPAMD/1.1 0 EX_OK.
   const status = /^SPAMD\/\d+\.\d+ +(\d+) +(\S+)/.exec(statusLine);
-  if (!status) throw new SpamdReplyError('garbage', `not a spamd answer: ${statusLine.slice(0, 60)}`);
+  if (!status) {
+    throw new SpamdReplyError('garbage', `not a spamd answer: ${statusLine.slice(0, 60)}`);
+  }
   const code = Number(status[1]);
   if (code !== 0) {
     const name = EX_CODES[code] ?? `EX_${code}`;
@@ -179,9 +181,12 @@ export function parseSpamdReply(raw: Buffer): Omit<SpamdVerdict, 'address'> {
 
   // Spam: True ; 1002.3 / 5.0 (either number may be negative).
   const spamLine = headerLines.find((line) => /^spam\s*:/i.test(line)) ?? '';
-  const verdict = /^spam\s*:\s*(true|false|yes|no)\s*;\s*(-?\d+(?:\.\d+)?)\s*\/\s*(-?\d+(?:\.\d+)?)\s*$/i
-    .exec(spamLine);
-  if (!verdict) throw new SpamdReplyError('garbage', `no Spam: header in ${statusLine.slice(0, 60)}`);
+  const verdict =
+    /^spam\s*:\s*(true|false|yes|no)\s*;\s*(-?\d+(?:\.\d+)?)\s*\/\s*(-?\d+(?:\.\d+)?)\s*$/i
+      .exec(spamLine);
+  if (!verdict) {
+    throw new SpamdReplyError('garbage', `no Spam: header in ${statusLine.slice(0, 60)}`);
+  }
 
   // The body lists the rule names, comma separated.
   const body = headEnd === -1 ? '' : text.slice(headEnd + 4);

@@ -9,7 +9,9 @@ import { ENVELOPE_REASONS } from '../envelope/decision';
 import { REASONS } from './reasons';
 
 export function allReasonCodes(): string[] {
-  return [...Object.keys(REASONS), ...Object.keys(ENVELOPE_REASONS), ...Object.keys(ADDRESS_REASONS)];
+  return [
+    ...Object.keys(REASONS), ...Object.keys(ENVELOPE_REASONS), ...Object.keys(ADDRESS_REASONS),
+  ];
 }
 
 export function renderReasons(): string {
@@ -17,7 +19,8 @@ export function renderReasons(): string {
     '# Reason codes',
     '',
     'Every decision line Moat logs carries a `reason`, and the metrics `moat_messages_total`,',
-    '`moat_recipients_total` and `moat_connections_total` are labelled by these codes. A code names',
+    '`moat_recipients_total` and `moat_connections_total` are labelled by these codes. '
+      + 'A code names',
     'one cause and is never reused for another. This file is generated from the code',
     '(`src/verdict/reasons-doc.ts`); do not edit it by hand.',
     '',
@@ -26,7 +29,8 @@ export function renderReasons(): string {
     '| Code | Action | Reply | Meaning |',
     '|---|---|---|---|',
     ...Object.entries(REASONS).map(([code, spec]) =>
-      `| \`${code}\` | ${spec.action} | ${spec.reply.code} ${spec.reply.enhanced} | ${spec.meaning} |`),
+      `| \`${code}\` | ${spec.action} | ${spec.reply.code} ${spec.reply.enhanced} `
+      + `| ${spec.meaning} |`),
     '',
     '## Envelope decisions (MAIL FROM, RCPT TO)',
     '',

@@ -27,7 +27,9 @@ export interface ReasonSpec {
   meaning: string;
 }
 
-const reply = (code: number, enhanced: string, text: string): SmtpReply => ({ code, enhanced, text });
+const reply = (code: number, enhanced: string, text: string): SmtpReply => ({
+  code, enhanced, text,
+});
 
 /** Each MIME structure problem (src/scan/mime/problems.ts) refuses with 554 5.6.0 naming it. */
 const MIME_REASONS = Object.fromEntries(Object.entries(MIME_PROBLEMS).map(([code, meaning]) => [
@@ -218,7 +220,8 @@ export const REASONS = {
     meaning: 'an enforce rule with a tempfail action matched' },
   'rule-quarantine': { action: 'quarantine',
     reply: reply(250, '2.0.0', 'Message accepted'),
-    meaning: 'an enforce rule with a quarantine action matched: held, not delivered to the mailbox' },
+    meaning: 'an enforce rule with a quarantine action matched: held, not delivered to the '
+      + 'mailbox' },
   'rule-tag': { action: 'tag',
     reply: reply(250, '2.0.0', 'Message accepted'),
     meaning: 'an enforce rule tagged the subject of the delivered copy' },

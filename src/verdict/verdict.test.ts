@@ -202,6 +202,9 @@ describe('REASONS table', () => {
 });
 
 it('docs/reasons.md lists every reason code', () => {
-  const doc = readFileSync(join(resolve(__dirname, '..', '..', '..'), 'docs', 'reasons.md'), 'utf8');
-  for (const code of allReasonCodes()) assert.ok(doc.includes(`| \`${code}\` |`), `missing ${code}`);
+  const doc = readFileSync(
+    join(resolve(__dirname, '..', '..', '..'), 'docs', 'reasons.md'), 'utf8');
+  for (const code of allReasonCodes()) {
+    assert.ok(doc.includes(`| \`${code}\` |`), `missing ${code}`);
+  }
 });

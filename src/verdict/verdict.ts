@@ -64,7 +64,8 @@ export class Verdict {
 
   /** True once some check has asked for reject or tempfail: later checks may skip work. */
   get refused(): boolean {
-    return this.recorded.some((result) => result.action === 'reject' || result.action === 'tempfail');
+    return this.recorded.some(
+      (result) => result.action === 'reject' || result.action === 'tempfail');
   }
 
   decide(): Decision {

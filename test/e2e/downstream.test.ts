@@ -258,7 +258,8 @@ describe('downstream: nothing listening on the internal server port', () => {
     assert.equal((line['downstream'] as { code?: unknown }).code, 451);
   });
 
-  test('the client gets exactly 451 4.4.1, the reply src/verdict/reasons.ts documents', async () => {
+  test('the client gets exactly 451 4.4.1, the reply src/verdict/reasons.ts '
+    + 'documents', async () => {
     const { reply } = await timedMessage(gateway, 'carl@example.com', message('down again'));
     assert.match(reply.raw, /^451 4\.4\.1 /);
   });

@@ -38,11 +38,12 @@ test('an invalid setting stops start-up with exit 2 and one precise line', () =>
   assert.equal(run.status, 2);
   const lines = run.stderr.trim().split('\n');
   assert.equal(lines.length, 1, run.stderr);
-  assert.match(lines[0] ?? '',
-    /^moat: configuration error: MOAT_DOWNSTREAM: downstream\.address = "mail\.example:99999": expected .*port/);
+  assert.match(lines[0] ?? '', new RegExp('^moat: configuration error: MOAT_DOWNSTREAM: '
+    + 'downstream\\.address = "mail\\.example:99999": expected .*port'));
 });
 
-test('a failing check answers 451 4.3.0; the same worker then delivers the next message', async () => {
+test('a failing check answers 451 4.3.0; the same worker then delivers the next '
+  + 'message', async () => {
   const downstream = await startDownstream();
   // The fault fires for the first two messages only, inside the one gateway process.
   const gateway = await startGateway({
@@ -52,7 +53,8 @@ test('a failing check answers 451 4.3.0; the same worker then delivers the next 
     const pid = gateway.daemon.child.pid;
     for (let attempt = 0; attempt < 2; attempt++) {
       const steps = await sendMail({ host: gateway.host, port: gateway.port,
-        from: 'alice@sender.example', to: ['bob@example.com'], data: 'Subject: x\r\n\r\nbody\r\n' });
+        from: 'alice@sender.example', to: ['bob@example.com'],
+        data: 'Subject: x\r\n\r\nbody\r\n' });
       const reply = steps.find((step) => step.step === 'message')?.reply;
       assert.equal(reply?.code, 451);
       assert.match(reply?.lines.join(' ') ?? '', /^4\.3\.0 /);
@@ -95,7 +97,8 @@ test('SIGKILL during DATA: no 250 and no partial message downstream', async () =
   }
 });
 
-test('SIGTERM drains: the transaction in flight finishes, idle clients get 421, then exit', async () => {
+test('SIGTERM drains: the transaction in flight finishes, idle clients get 421, then '
+  + 'exit', async () => {
   const downstream = await startDownstream();
   const gateway = await startGateway({
     env: { MOAT_DOWNSTREAM: downstream.address }, ini: '[smtp]\ndrain_timeout = 5s\n',
@@ -133,10 +136,12 @@ test('SIGTERM drains: the transaction in flight finishes, idle clients get 421, 
   }
 });
 
-test('without an internal server, mail is written to the local Maildir before the 250', async () => {
+test('without an internal server, mail is written to the local Maildir before the '
+  + '250', async () => {
   const gateway = await startGateway();
   try {
-    const warning = gateway.lines().find((line) => /NO DOWNSTREAM SERVER/.test(String(line['msg'])));
+    const warning = gateway.lines()
+      .find((line) => /NO DOWNSTREAM SERVER/.test(String(line['msg'])));
     assert.ok(warning, 'the start-up log says loudly that mail stays local');
     const steps = await sendMail({ host: gateway.host, port: gateway.port,
       from: 'alice@sender.example', to: ['bob@example.com'],
@@ -148,7 +153,8 @@ test('without an internal server, mail is written to the local Maildir before th
     const stored = readFileSync(join(folder, files[0] ?? ''), 'latin1');
     assert.match(stored, /^Return-Path: <alice@sender\.example>\r\n/);
     // Moat's marks go at the end of the header section; the rest is the message as sent.
-    assert.ok(stored.endsWith('Subject: local\r\nX-Moat-Unscanned: malware (clamd not configured)\r\n'
+    assert.ok(stored.endsWith('Subject: local\r\n'
+      + 'X-Moat-Unscanned: malware (clamd not configured)\r\n'
       + 'X-Moat-Unscanned: spam (spamd not configured)\r\n\r\n.dot line\r\nbody\r\n'), stored);
     assert.equal(readdirSync(join(gateway.stateDir, 'maildir', 'tmp')).length, 0);
   } finally {
@@ -158,11 +164,14 @@ test('without an internal server, mail is written to the local Maildir before th
 
 test('two cluster workers: mail flows through both and /metrics sums them', async () => {
   const downstream = await startDownstream();
-  const gateway = await startGateway({ env: { MOAT_DOWNSTREAM: downstream.address, MOAT_WORKERS: '2' } });
+  const gateway = await startGateway({
+    env: { MOAT_DOWNSTREAM: downstream.address, MOAT_WORKERS: '2' },
+  });
   try {
     for (let index = 0; index < 4; index++) {
       const steps = await sendMail({ host: gateway.host, port: gateway.port,
-        from: 'alice@sender.example', to: ['bob@example.com'], data: `Subject: ${index}\r\n\r\nb\r\n` });
+        from: 'alice@sender.example', to: ['bob@example.com'],
+        data: `Subject: ${index}\r\n\r\nb\r\n` });
       assert.equal(steps.find((step) => step.step === 'message')?.reply.code, 250);
     }
     await downstream.waitForMessages(4);

@@ -150,7 +150,8 @@ describe('inbound: TLS, PROXY and limits', () => {
     await downstream?.stop();
   });
 
-  test('commands pipelined behind STARTTLS are discarded, not run after the handshake', async () => {
+  test('commands pipelined behind STARTTLS are discarded, not run after the '
+    + 'handshake', async () => {
     const talk = await SmtpTalk.connect(gateway.host, gateway.port);
     try {
       await talk.expect(220);

@@ -133,7 +133,8 @@ describe('quarantine', () => {
   test('moat quarantine list and show find it', async () => {
     const listed = await moat('quarantine', 'list');
     assert.equal(listed.code, 0, listed.stderr);
-    assert.match(listed.stdout, new RegExp(`^${heldId} .* ${SENDER} +bob@example.com +spam-quarantined `, 'm'));
+    assert.match(listed.stdout,
+      new RegExp(`^${heldId} .* ${SENDER} +bob@example.com +spam-quarantined `, 'm'));
 
     const shown = await moat('quarantine', 'show', heldId);
     assert.equal(shown.code, 0, shown.stderr);

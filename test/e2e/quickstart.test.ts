@@ -87,7 +87,8 @@ describe('quickstart: npm start runs its own clamd and spamd', () => {
     // Their configuration and logs live in the state folder.
     const scanners = join(gateway.stateDir, 'scanners');
     assert.deepEqual(readdirSync(scanners).sort(), ['clamd', 'spamd']);
-    assert.match(readFileSync(join(scanners, 'clamd', 'clamd.conf'), 'utf8'), /^TCPAddr 127\.0\.0\.1$/m);
+    assert.match(readFileSync(join(scanners, 'clamd', 'clamd.conf'), 'utf8'),
+      /^TCPAddr 127\.0\.0\.1$/m);
     for (const name of ['clamd', 'spamd']) {
       const cmdline = readFileSync(`/proc/${local[name]!.pid}/cmdline`, 'latin1');
       assert.ok(cmdline.includes(scanners), `${name} runs with files in ${scanners}`);

@@ -56,7 +56,9 @@ describe('relay control', () => {
   });
 
   test('any other domain is relay denied with 550 5.7.1', async () => {
-    for (const path of ['<bob@other.example>', '<bob@sub.example.com>', '<bob@example.com.evil.example>']) {
+    for (const path of [
+      '<bob@other.example>', '<bob@sub.example.com>', '<bob@example.com.evil.example>',
+    ]) {
       const reply = await rcptReply(path);
       assert.equal(reply.code, 550, path);
       assert.match(reply.text, /^5\.7\.1 /, path);
@@ -112,7 +114,8 @@ describe('recipient validation', () => {
       to: ['nobody@example.net', 'listed@example.net', 'carol@example.com'],
       data: 'Subject: mixed\r\n\r\nHello\r\n',
     });
-    assert.deepEqual(steps.filter((step) => step.step.startsWith('RCPT')).map((step) => step.reply.code),
+    assert.deepEqual(
+      steps.filter((step) => step.step.startsWith('RCPT')).map((step) => step.reply.code),
       [550, 250, 250]);
     assert.equal(steps.find((step) => step.step === 'message')?.reply.code, 250);
     const messages = await downstream.waitForMessages(before + 1);

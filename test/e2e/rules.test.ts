@@ -54,8 +54,10 @@ ${marker('c-encrypted', 'attachment: { encrypted: true }')}
 ${marker('c-macros', 'attachment: { macros: true }')}
 ${marker('c-size', 'size: { over: 20k }')}
 ${marker('c-attachment-count', 'attachment_count: { min: 2 }')}
-${marker('c-check-result', 'all:\n  - check: { name: dirty-data, result: pass }\n  - subject: { contains: check-me }')}
-${marker('c-not-any', 'not:\n  any:\n    - sender: { domain: partner.example }\n    - subject: { contains: zzz-never }')}
+${marker('c-check-result',
+    'all:\n  - check: { name: dirty-data, result: pass }\n  - subject: { contains: check-me }')}
+${marker('c-not-any', 'not:\n  any:\n    - sender: { domain: partner.example }\n'
+    + '    - subject: { contains: zzz-never }')}
 `;
 
 const ACTION_RULES = `rules:
@@ -173,7 +175,8 @@ before(async () => {
   rulesDir = makeTempDir('moat-rules-');
   mkdirSync(join(rulesDir, 'lists'));
   writeFileSync(join(rulesDir, 'lists', 'vips.txt'), '# VIP recipients\nceo@example.com\n');
-  writeFileSync(join(rulesDir, 'lists', 'insider-words.txt'), 'merger\nproject falcon\nacquisition\n');
+  writeFileSync(join(rulesDir, 'lists', 'insider-words.txt'),
+    'merger\nproject falcon\nacquisition\n');
   writeFileSync(join(rulesDir, 'conditions.yaml'), CONDITION_RULES);
   writeFileSync(join(rulesDir, 'actions.yaml'), ACTION_RULES);
   gateway = await startGateway({
@@ -197,7 +200,9 @@ async function send(data: string, options: { from?: string; to?: string[] } = {}
   return { reply, text: reply?.lines.join(' ') ?? '', before };
 }
 
-async function deliveredHits(data: string, options: { from?: string; to?: string[] } = {}): Promise<string[]> {
+async function deliveredHits(
+  data: string, options: { from?: string; to?: string[] } = {},
+): Promise<string[]> {
   const { reply, before } = await send(data, options);
   assert.equal(reply?.code, 250, JSON.stringify(reply));
   const messages = await downstream.waitForMessages(before + 1);
@@ -222,16 +227,20 @@ describe('conditions over SMTP', () => {
   test('body dictionary with a minimum count, and an IBAN detector', async () => {
     const hits = await deliveredHits(plainMessage({
       subject: 'notes',
-      body: 'The merger talks and Project  Falcon go on.\r\nPay to DE89 3704 0044 0532 0130 00 please.\r\n',
+      body: 'The merger talks and Project  Falcon go on.\r\n'
+        + 'Pay to DE89 3704 0044 0532 0130 00 please.\r\n',
     }));
     assert.ok(hits.includes('c-body-dictionary'), hits.join(','));
     assert.ok(hits.includes('c-detector-iban'), hits.join(','));
-    const fewer = await deliveredHits(plainMessage({ subject: 'notes', body: 'Only the merger.\r\nDE89 3704 0044 0532 0130 01\r\n' }));
+    const fewer = await deliveredHits(plainMessage({
+      subject: 'notes', body: 'Only the merger.\r\nDE89 3704 0044 0532 0130 01\r\n',
+    }));
     assert.ok(!fewer.includes('c-body-dictionary'));
     assert.ok(!fewer.includes('c-detector-iban'), 'a bad IBAN checksum must not match');
   });
 
-  test('attachments: a name inside a zip, a disguised type, an encrypted archive, macros', async () => {
+  test('attachments: a name inside a zip, a disguised type, an encrypted archive, '
+    + 'macros', async () => {
     const zipped = zipArchive([{ name: 'tools/run.js', content: Buffer.from('alert(1)\n') }]);
     let hits = await deliveredHits(messageWithAttachment('bundle.zip', zipped, 'application/zip'));
     assert.ok(hits.includes('c-attachment-in-zip'), hits.join(','));
@@ -241,7 +250,8 @@ describe('conditions over SMTP', () => {
     hits = await deliveredHits(messageWithAttachment('report.pdf', png, 'application/pdf'));
     assert.ok(hits.includes('c-type-mismatch'), hits.join(','));
 
-    const encrypted = zipArchive([{ name: 'secret.txt', content: Buffer.from('x') }], { stored: true });
+    const encrypted = zipArchive([{ name: 'secret.txt', content: Buffer.from('x') }],
+      { stored: true });
     encrypted.writeUInt16LE(1, 6); // local header: encrypted
     encrypted.writeUInt16LE(1, encrypted.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02])) + 8);
     hits = await deliveredHits(messageWithAttachment('secret.zip', encrypted, 'application/zip'));
@@ -269,7 +279,8 @@ describe('conditions over SMTP', () => {
 });
 
 describe('actions over SMTP', () => {
-  test('reject answers 550 with the rule text; nothing is delivered; the line names the rule', async () => {
+  test('reject answers 550 with the rule text; nothing is delivered; the line names '
+    + 'the rule', async () => {
     const { reply, text, before } = await send(plainMessage({ subject: 'please-reject now' }));
     assert.equal(reply?.code, 550);
     assert.match(text, /^5\.7\.1 Policy 7 forbids this/);
@@ -290,7 +301,8 @@ describe('actions over SMTP', () => {
   test('quarantine is the decision', async () => {
     await send(plainMessage({ subject: 'please-hold', messageId: '<hold@example.org>' }));
     const line = await gateway.waitForDecision((entry) => entry['reason'] === 'rule-quarantine'
-      || (entry['evidence'] as Record<string, unknown> | undefined)?.['verdict'] === 'rule-quarantine');
+      || (entry['evidence'] as Record<string, unknown> | undefined)?.['verdict']
+        === 'rule-quarantine');
     assert.equal(line['action'], 'quarantine');
   });
 
@@ -306,21 +318,25 @@ describe('actions over SMTP', () => {
   });
 
   test('redirect replaces the recipients', async () => {
-    const { before } = await send(plainMessage({ subject: 'please-redirect' }), { to: ['bob@example.com'] });
+    const { before } = await send(plainMessage({ subject: 'please-redirect' }),
+      { to: ['bob@example.com'] });
     const [message] = (await downstream.waitForMessages(before + 1)).slice(-1);
     assert.deepEqual(message?.rcptTo, ['review@example.com']);
   });
 
-  test('outbound card number: delivered, copied to the archive, compliance notified (masked)', async () => {
+  test('outbound card number: delivered, copied to the archive, compliance notified '
+    + '(masked)', async () => {
     // 127.0.0.1 is an internal network and example.com an accepted domain: outbound.
-    const { reply, before } = await send(plainMessage({ subject: 'order', body: 'card 4111-1111-1111-1111\r\n' }),
+    const { reply, before } = await send(
+      plainMessage({ subject: 'order', body: 'card 4111-1111-1111-1111\r\n' }),
       { from: 'alice@example.com', to: ['bob@example.com'] });
     assert.equal(reply?.code, 250);
     const messages = (await downstream.waitForMessages(before + 3)).slice(before);
     const copy = messages.find((entry) => entry.rcptTo.includes('archive@example.com'));
     const note = messages.find((entry) => entry.rcptTo.includes('compliance@example.com'));
     assert.ok(messages.some((entry) => entry.rcptTo.includes('bob@example.com')));
-    assert.match(copy?.data.toString('latin1') ?? '', /^X-Moat-Rule-Copy: a-copy-notify; version=/m);
+    assert.match(copy?.data.toString('latin1') ?? '',
+      /^X-Moat-Rule-Copy: a-copy-notify; version=/m);
     assert.equal(note?.mailFrom, '');
     const noteText = note?.data.toString('latin1') ?? '';
     assert.match(noteText, /^Subject: card number sent/m);
@@ -332,12 +348,16 @@ describe('actions over SMTP', () => {
     const { reply } = await send(plainMessage({ subject: 'please-monitor' }));
     assert.equal(reply?.code, 250);
     const line = await gateway.waitForDecision((entry) => {
-      const rules = (entry['evidence'] as Record<string, unknown> | undefined)?.['rules'] as Record<string, unknown> | undefined;
-      return Array.isArray(rules?.['monitored']) && (rules['monitored'] as string[]).includes('a-monitor(monitor:reject)');
+      const rules = (entry['evidence'] as Record<string, unknown> | undefined)?.['rules'] as
+        Record<string, unknown> | undefined;
+      return Array.isArray(rules?.['monitored'])
+        && (rules['monitored'] as string[]).includes('a-monitor(monitor:reject)');
     });
     assert.equal(line['event'], 'delivery');
-    const metrics = await (await fetch(`http://${gateway.host}:${gateway.metricsPort}/metrics`)).text();
-    assert.match(metrics, /moat_rule_hits_total\{rule="a-monitor",mode="monitor",action="reject"\} 1/);
+    const metrics = await (await fetch(`http://${gateway.host}:${gateway.metricsPort}/metrics`))
+      .text();
+    assert.match(metrics,
+      /moat_rule_hits_total\{rule="a-monitor",mode="monitor",action="reject"\} 1/);
   });
 
   test('an expired rule no longer runs', async () => {
@@ -345,21 +365,26 @@ describe('actions over SMTP', () => {
     assert.equal(reply?.code, 250);
   });
 
-  test('precedence: the first final rule in order decides; earlier non-final actions are kept', async () => {
+  test('precedence: the first final rule in order decides; earlier non-final actions are '
+    + 'kept', async () => {
     const { reply, text } = await send(plainMessage({ subject: 'precedence test' }));
     assert.equal(reply?.code, 550);
     assert.match(text, /second rule decides/);
     const line = await gateway.waitForDecision((entry) => {
-      const rules = (entry['evidence'] as Record<string, unknown> | undefined)?.['rules'] as Record<string, unknown> | undefined;
-      return Array.isArray(rules?.['fired']) && (rules['fired'] as string[]).includes('p-second-reject(enforce:reject)');
+      const rules = (entry['evidence'] as Record<string, unknown> | undefined)?.['rules'] as
+        Record<string, unknown> | undefined;
+      return Array.isArray(rules?.['fired'])
+        && (rules['fired'] as string[]).includes('p-second-reject(enforce:reject)');
     });
-    const fired = ((line['evidence'] as Record<string, unknown>)['rules'] as Record<string, unknown>)['fired'];
+    const fired = ((line['evidence'] as Record<string, unknown>)['rules'] as
+      Record<string, unknown>)['fired'];
     assert.deepEqual(fired, ['p-first-tag(enforce:other)', 'p-second-reject(enforce:reject)']);
   });
 });
 
 describe('live reload', () => {
-  test('a good set is picked up; a bad set is refused whole and the old one keeps running', async () => {
+  test('a good set is picked up; a bad set is refused whole and the old one keeps '
+    + 'running', async () => {
     writeFileSync(join(rulesDir, 'reload.yaml'), `rules:
   - id: r-new
     description: added at run time
@@ -385,16 +410,20 @@ describe('live reload', () => {
     when: { subject: { regex: "([a-z" } }
     actoins: []
 `);
-    const problem = await waitForLine((line) => String(line['msg']).startsWith('rule problem: broken.yaml:'));
+    const problem = await waitForLine(
+      (line) => String(line['msg']).startsWith('rule problem: broken.yaml:'));
     assert.match(String(problem['problem']), /broken\.yaml:\d+:\d+: /);
-    const metrics = await (await fetch(`http://${gateway.host}:${gateway.metricsPort}/metrics`)).text();
+    const metrics = await (await fetch(`http://${gateway.host}:${gateway.metricsPort}/metrics`))
+      .text();
     assert.match(metrics, /moat_rules_reloads_total\{outcome="refused"\} [1-9]/);
     result = await send(plainMessage({ subject: 'reload-probe' }));
     assert.equal(result.reply?.code, 550, 'the previous set must keep running');
   });
 });
 
-async function waitForLine(predicate: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+async function waitForLine(
+  predicate: (line: Record<string, unknown>) => boolean,
+): Promise<Record<string, unknown>> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     const found = gateway.lines().find(predicate);
@@ -408,17 +437,21 @@ test('a bad rule set stops start-up with exit 2 and one line per problem', async
   const [port, clamd, spamd] = [await freePort(), await freePort(), await freePort()];
   const dir = makeTempDir('moat-rules-bad-');
   writeFileSync(join(dir, 'bad.yaml'), 'rules:\n  - id: Bad_Id\n    description: x\n    owner: y\n'
-    + '    mode: enforce\n    direction: sideways\n    when: { body: { regex: "(" } }\n    actions: [ { reject: no } ]\n');
+    + '    mode: enforce\n    direction: sideways\n    when: { body: { regex: "(" } }\n'
+    + '    actions: [ { reject: no } ]\n');
   const run = spawnSync(process.execPath, [MAIN], {
-    env: { ...process.env, MOAT_ROOT: REPO_ROOT, MOAT_RULES_DIR: dir, MOAT_STATE_DIR: makeTempDir('moat-st-'),
+    env: { ...process.env, MOAT_ROOT: REPO_ROOT, MOAT_RULES_DIR: dir,
+      MOAT_STATE_DIR: makeTempDir('moat-st-'),
       MOAT_LISTEN: `127.0.0.1:${port}`, MOAT_CONFIG_DIR: makeTempDir('moat-cf-'),
       MOAT_CLAMD: `127.0.0.1:${clamd}`, MOAT_SPAMD: `127.0.0.1:${spamd}` },
     encoding: 'utf8', timeout: 20_000,
   });
   assert.equal(run.status, 2, run.stderr);
-  const lines = run.stderr.trim().split('\n').filter((line) => line.startsWith('moat: configuration error: '));
+  const lines = run.stderr.trim().split('\n')
+    .filter((line) => line.startsWith('moat: configuration error: '));
   assert.equal(lines.length, 3, run.stderr);
   assert.match(lines[0] ?? '', /bad\.yaml:2:9: rule id "Bad_Id" is not allowed/);
-  assert.match(lines[1] ?? '', /bad\.yaml:6:16: direction "sideways" is not known; expected one of inbound, outbound, any/);
+  assert.match(lines[1] ?? '',
+    /bad\.yaml:6:16: direction "sideways" is not known; expected one of inbound, outbound, any/);
   assert.match(lines[2] ?? '', /bad\.yaml:7:28: bad regular expression/);
 });

@@ -99,7 +99,8 @@ describe('malware', () => {
       { name: 'eicar.com', content: Buffer.from(EICAR_STRING) },
     ]), 'application/zip')],
     ['EICAR inside a zip inside a zip', () => messageWithAttachment('outer.zip', zipArchive([
-      { name: 'inner.zip', content: zipArchive([{ name: 'eicar.com', content: Buffer.from(EICAR_STRING) }]) },
+      { name: 'inner.zip',
+        content: zipArchive([{ name: 'eicar.com', content: Buffer.from(EICAR_STRING) }]) },
     ]), 'application/zip')],
   ];
   for (const [name, build] of infected) {
@@ -127,7 +128,8 @@ describe('malware', () => {
 
   test('a message an earlier check refused is not scanned at all', async () => {
     // A bare CR: refused by the content checks, which run before the scanners.
-    const scans = (): number => gateway.lines().filter((line) => line['msg'] === 'message scanned').length;
+    const scans = (): number => gateway.lines()
+      .filter((line) => line['msg'] === 'message scanned').length;
     const before = scans();
     const message = plainMessage({ body: `${EICAR_STRING}\r\nbare\rCR\r\n` });
     const outcome = await send(gateway, message);
@@ -171,14 +173,16 @@ describe('MIME strictness (corpus test/fixtures/mime)', () => {
 });
 
 describe('clamd down or hanging (clamd.on_failure = tempfail)', () => {
-  test('clamd stopped: 451 4.7.1, nothing delivered; after a restart the retry is delivered', async () => {
+  test('clamd stopped: 451 4.7.1, nothing delivered; after a restart the retry is '
+    + 'delivered', async () => {
     await clamd.kill();
     const message = plainMessage({ body: 'Retry me.\r\n' });
     const count = downstream.messages.length;
     const refused = await send(gateway, message);
     assert.equal(refused.code, 451, refused.text);
     assert.match(refused.text, /^4\.7\.1 /);
-    assert.equal(downstream.messages.length, count, 'a message reached the internal server unscanned');
+    assert.equal(downstream.messages.length, count,
+      'a message reached the internal server unscanned');
 
     await clamd.start();
     const retried = await send(gateway, message);
@@ -238,7 +242,8 @@ describe('fail-open, lenient MIME and per-domain spam thresholds', () => {
   });
 
   test('GTUBE with no reject score for the domain is tagged, its Subject prefixed', async () => {
-    const outcome = await send(open, plainMessage({ subject: 'Cheap', body: `${GTUBE_STRING}\r\n` }));
+    const outcome = await send(open,
+      plainMessage({ subject: 'Cheap', body: `${GTUBE_STRING}\r\n` }));
     assert.equal(outcome.code, 250, outcome.text);
     assert.deepEqual(header(outcome.delivered, 'X-Spam-Flag'), ['YES']);
     assert.match(header(outcome.delivered, 'X-Spam-Status')[0] ?? '', /^Yes, score=\d+.*GTUBE/);
@@ -278,7 +283,8 @@ describe('fail-open, lenient MIME and per-domain spam thresholds', () => {
     }
   });
 
-  test('spamd stopped with on_failure = deliver: delivered marked X-Moat-Unscanned: spam', async () => {
+  test('spamd stopped with on_failure = deliver: delivered marked X-Moat-Unscanned: '
+    + 'spam', async () => {
     await spamd.kill();
     try {
       const outcome = await send(open, plainMessage({ body: 'Unscanned spam check.\r\n' }));
@@ -322,6 +328,7 @@ describe('scan limits (Heuristics.*)', () => {
   test('without spamd configured, mail is marked as not spam-scanned', async () => {
     const outcome = await send(strictLimits, plainMessage({ body: 'small\r\n' }));
     assert.equal(outcome.code, 250, outcome.text);
-    assert.deepEqual(header(outcome.delivered, 'X-Moat-Unscanned'), ['spam (spamd not configured)']);
+    assert.deepEqual(header(outcome.delivered, 'X-Moat-Unscanned'),
+      ['spam (spamd not configured)']);
   });
 });

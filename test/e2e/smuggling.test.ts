@@ -58,10 +58,12 @@ function delivered(marker: string): boolean {
 describe('dirty data is refused and never forwarded', () => {
   const variants: Array<[string, string, RegExp]> = [
     ['bare CR inside a line', 'Subject: cr\r\n\r\nM1 one\rtwo\r\n.\r\n', /^5\.6\.0 .*bare CR/],
-    ['smuggled end of data with bare CR', 'Subject: cr2\r\n\r\nM2\r\n.\rMAIL FROM:<x@evil.example>\r\n.\r\n',
+    ['smuggled end of data with bare CR',
+      'Subject: cr2\r\n\r\nM2\r\n.\rMAIL FROM:<x@evil.example>\r\n.\r\n',
       /^5\.6\.0 /],
     ['NUL byte', 'Subject: nul\r\n\r\nM3 a\u0000b\r\n.\r\n', /^5\.6\.0 .*NUL/],
-    ['line of 1001 octets', `Subject: long\r\n\r\nM4${'x'.repeat(1001)}\r\n.\r\n`, /^5\.6\.0 .*998/],
+    ['line of 1001 octets', `Subject: long\r\n\r\nM4${'x'.repeat(1001)}\r\n.\r\n`,
+      /^5\.6\.0 .*998/],
   ];
   for (const [name, body, text] of variants) {
     test(name, async () => {
@@ -76,7 +78,8 @@ describe('dirty data is refused and never forwarded', () => {
 
   test('bare LF is refused with a disconnect, and nothing is forwarded', async () => {
     const talk = await openData();
-    talk.send(Buffer.from('Subject: lf\r\n\r\nM5 line\n.\nMAIL FROM:<x@evil.example>\r\n.\r\n', 'latin1'));
+    talk.send(Buffer.from('Subject: lf\r\n\r\nM5 line\n.\nMAIL FROM:<x@evil.example>\r\n.\r\n',
+      'latin1'));
     const reply = await talk.readReply();
     assert.ok(reply.code >= 400 && reply.code < 600, `got ${reply.code}`);
     assert.equal(await talk.waitForClose(), true);
@@ -93,7 +96,8 @@ describe('dirty data is refused and never forwarded', () => {
 });
 
 describe('what is forwarded is clean', () => {
-  test('dot-stuffing survives: lines starting with a dot arrive intact, stuffed on the wire', async () => {
+  test('dot-stuffing survives: lines starting with a dot arrive intact, stuffed on the '
+    + 'wire', async () => {
     const count = downstream.messages.length;
     const reply = await sendRaw('Subject: dots\r\n\r\n..leading dot\r\n...two dots\r\n.\r\n');
     assert.equal(reply.code, 250);
@@ -108,7 +112,8 @@ describe('what is forwarded is clean', () => {
     const talk = await openData();
     try {
       const count = downstream.messages.length;
-      talk.send('Subject: pipe\r\n\r\nM7\r\n.\r\nMAIL FROM:<x@evil.example>\r\nRCPT TO:<bob@example.com>\r\n');
+      talk.send('Subject: pipe\r\n\r\nM7\r\n.\r\nMAIL FROM:<x@evil.example>\r\n'
+        + 'RCPT TO:<bob@example.com>\r\n');
       const first = await talk.readReply();
       assert.equal(first.code, 250);
       const next = await talk.readReply();

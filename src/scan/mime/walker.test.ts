@@ -52,7 +52,8 @@ describe('MimeWalker', () => {
     const html = nested.parts.find((part) => part.contentType === 'text/html');
     assert.equal(html?.body?.toString('utf8'), '<p>café softbreak</p>');
     assert.equal(html?.path, '1.2');
-    const inner = nested.parts.find((part) => part.headers.some((field) => field.value === 'inner'));
+    const inner = nested.parts.find(
+      (part) => part.headers.some((field) => field.value === 'inner'));
     assert.equal(inner?.depth, 2);
     assert.equal(inner?.body?.toString(), 'forwarded');
   });

@@ -151,7 +151,8 @@ export class MimeWalker {
       const rest = text.slice(2 + boundary.length);
       if (/^[ \t]*$/.test(rest)) return { frame: index, closing: false };
       if (/^--[ \t]*$/.test(rest)) return { frame: index, closing: true };
-      this.report('mime-boundary-prefix', `a line starts with --${boundary.slice(0, 40)} and goes on`);
+      this.report('mime-boundary-prefix',
+        `a line starts with --${boundary.slice(0, 40)} and goes on`);
       if (rest.startsWith('--')) return { frame: index, closing: true };
     }
     return null;
@@ -165,7 +166,9 @@ export class MimeWalker {
     // An outer boundary closes inner multiparts that never closed: clients disagree there.
     while (this.frames.length - 1 > frameIndex) {
       const inner = this.frames.pop();
-      if (inner) this.report('mime-boundary-unclosed', 'closed by an outer boundary', inner.part.path);
+      if (inner) {
+        this.report('mime-boundary-unclosed', 'closed by an outer boundary', inner.part.path);
+      }
     }
     const frame = this.frames[frameIndex];
     if (!frame) return;
@@ -254,14 +257,17 @@ export class MimeWalker {
       this.report('mime-boundary-missing', 'multipart without boundary', path);
       return;
     }
-    if (boundary.length > 70) this.report('mime-boundary-too-long', `${boundary.length} chars`, path);
+    if (boundary.length > 70) {
+      this.report('mime-boundary-too-long', `${boundary.length} chars`, path);
+    }
     if (!BOUNDARY_CHARS.test(boundary)) {
       this.report('mime-boundary-invalid', boundary.slice(0, 70), path);
     }
     const related = this.boundaries.find((other) =>
       other.startsWith(boundary) || boundary.startsWith(other));
     if (related !== undefined) {
-      this.report('mime-boundary-prefix', `${boundary.slice(0, 40)} vs ${related.slice(0, 40)}`, path);
+      this.report('mime-boundary-prefix',
+        `${boundary.slice(0, 40)} vs ${related.slice(0, 40)}`, path);
     }
   }
 
