@@ -46,7 +46,8 @@ const rulesLoaded = new Gauge({
 
 const sideEffectsTotal = new Counter({
   name: 'moat_rule_side_effects_total',
-  help: 'Copies and notifications sent by rules, by kind (copy, notify) and outcome (sent, failed).',
+  help: 'Copies and notifications sent by rules, by kind (copy, notify) '
+    + 'and outcome (sent, failed).',
   labelNames: ['kind', 'outcome'] as const,
   registers: [registry],
 });
@@ -56,14 +57,18 @@ for (const kind of ['copy', 'notify'] as const) {
 }
 
 export function countRuleHit(rule: string, mode: 'enforce' | 'monitor', action: string): void {
-  hitsTotal.inc({ rule: boundedLabel('rule', rule), mode, action: boundedLabel('rule_action', action) });
+  hitsTotal.inc({
+    rule: boundedLabel('rule', rule), mode, action: boundedLabel('rule_action', action),
+  });
 }
 
 export function countRulesReload(outcome: 'loaded' | 'refused'): void {
   reloadsTotal.inc({ outcome });
 }
 
-export function setRuleSetInUse(version: string, counts: { active: number; disabled: number; expired: number }): void {
+export function setRuleSetInUse(
+  version: string, counts: { active: number; disabled: number; expired: number },
+): void {
   setInfo.reset();
   setInfo.set({ version: boundedLabel('rules_version', version) }, 1);
   for (const [state, count] of Object.entries(counts)) rulesLoaded.set({ state }, count);

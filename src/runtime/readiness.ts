@@ -20,7 +20,9 @@ const CHECK_DEADLINE_MS = 1500;
 
 export async function readiness(runtime: Runtime): Promise<Readiness> {
   const checks: Record<string, () => Promise<{ ok: boolean; detail: string }>> = {
-    draining: async () => ({ ok: !runtime.draining, detail: runtime.draining ? 'draining' : 'serving' }),
+    draining: async () => ({
+      ok: !runtime.draining, detail: runtime.draining ? 'draining' : 'serving',
+    }),
   };
 
   if (runtime.forwarder) {
