@@ -94,7 +94,7 @@ export const hook_connect = hook('connect', async (connection: HarakaConnection)
     return refuse('early-talker', undefined, true);
   }
 
-  countConnection('accepted');
+  // Counted `accepted` by moat-verdict, once every connect-time check has let it through.
   return CONTINUE;
 });
 

@@ -19,7 +19,7 @@
  */
 
 import { logDecision } from '../src/observability/decision-log';
-import { countRecipient } from '../src/observability/metrics';
+import { countConnection, countRecipient } from '../src/observability/metrics';
 import { countLimitHit } from '../src/observability/metrics-ratelimit';
 import type { LimitEvent } from '../src/ratelimit/limits';
 import type { LimitHit, LimitOutcome } from '../src/ratelimit/limiter';
@@ -62,6 +62,7 @@ export const hook_connect = hook('connect', async (connection: HarakaConnection)
   const outcome = await limits.check('connect', {
     clientIp: connectionState(connection).clientIp, member,
   });
+  if (outcome.hit) countConnection('refused_limit');
   return answer(connection, 'connect', outcome);
 });
 

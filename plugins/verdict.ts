@@ -1,6 +1,7 @@
 /*
  * Haraka plugin `moat-verdict`: the one decision.
  *
+ * Connect: a connection every earlier connect check let through is counted `accepted`.
  * RCPT: every earlier RCPT check has continued, so the recipient is accepted here with the
  * reply moat-envelope prepared. End of DATA: every check has recorded its result in the
  * transaction's Verdict; decide() turns them into exactly one action, reason and reply. A
@@ -12,7 +13,7 @@
  */
 
 import { logDecision } from '../src/observability/decision-log';
-import { countMessage, countRecipient } from '../src/observability/metrics';
+import { countConnection, countMessage, countRecipient } from '../src/observability/metrics';
 import { getRuntime } from '../src/runtime/context';
 import { CONTINUE, hook, refuse, type HookOutcome } from '../src/runtime/hook';
 import type { HarakaConnection } from '../src/runtime/haraka-types';
@@ -21,6 +22,12 @@ import { clientOf, transactionState } from '../src/runtime/state';
 export function register(): void {
   getRuntime();
 }
+
+/** Haraka runs this only when every earlier connect hook (limits, DNS lists) continued. */
+export const hook_connect = hook('connect', async () => {
+  countConnection('accepted');
+  return CONTINUE;
+});
 
 export const hook_rcpt = hook('rcpt',
   async (connection: HarakaConnection): Promise<HookOutcome> => {

@@ -51,9 +51,9 @@ export const CATALOGUE: CatalogueSection[] = [
     title: 'Connections and transactions',
     metrics: [
       { name: 'moat_connections_total', labels: { outcome: CONNECTION_OUTCOMES },
-        note: 'A connection refused by a later check (DNS list, rate limit) is counted '
-          + '`accepted` first; moat_decisions_total{event="connection"} has every refusal with '
-          + 'its reason.' },
+        note: 'Each connection is counted once: `accepted` only after every connect-time '
+          + 'check (limits, DNS lists, connection rate limits) let it through; '
+          + 'moat_decisions_total{event="connection"} has each refusal with its reason.' },
       { name: 'moat_connections_active' },
       { name: 'moat_transactions_total' },
       { name: 'moat_message_size_bytes' },

@@ -234,6 +234,20 @@ describe('DNS blocklists at connect', () => {
     assert.ok(results.includes('dnsbl=neutral'), results.join(' '));
   });
 
+  test('a refused connection is counted once, as refused_policy, never as accepted', async () => {
+    const count = async (outcome: string): Promise<number> => {
+      const url = `http://127.0.0.1:${connectGateway.metricsPort}/metrics`;
+      const text = await (await fetch(url)).text();
+      const match = new RegExp(`^moat_connections_total\\{outcome="${outcome}"\\} (\\d+)`, 'm')
+        .exec(text);
+      return Number(match?.[1] ?? 0);
+    };
+    const [accepted, refused] = [await count('accepted'), await count('refused_policy')];
+    assert.equal(replyOf(await mailFrom(connectGateway, LISTED), 'greeting').code, 554);
+    assert.equal(await count('refused_policy'), refused + 1);
+    assert.equal(await count('accepted'), accepted);
+  });
+
   test('resolver and list metrics are on /metrics', async () => {
     const url = `http://127.0.0.1:${connectGateway.metricsPort}/metrics`;
     const metrics = await (await fetch(url)).text();
