@@ -33,7 +33,7 @@ import { CONTINUE, hook, refuse, type HookOutcome } from '../src/runtime/hook';
 import type { HarakaConnection, HarakaTransaction } from '../src/runtime/haraka-types';
 import { clientOf, transactionState, type TransactionState } from '../src/runtime/state';
 import { reasonReply, type ReasonCode } from '../src/verdict/reasons';
-import type { Decision } from '../src/verdict/verdict';
+import { decisionEvidence, type Decision } from '../src/verdict/verdict';
 
 export function register(): void {
   getRuntime();
@@ -166,11 +166,7 @@ async function quarantine(
     evidence: {
       ...(failure === null ? { quarantine_id: id } : { error: failure, verdict: decision.reason }),
       size: transaction.data_bytes,
-      decided_by: decision.decidedBy?.check,
-      detail: decision.decidedBy?.evidence,
-      results: decision.results.map((result) => (result.reason
-        ? `${result.check}=${result.result}(${result.reason})`
-        : `${result.check}=${result.result}`)),
+      ...decisionEvidence(decision),
     },
     duration_ms: Date.now() - state.startedAt,
   });

@@ -18,6 +18,7 @@ import { getRuntime } from '../src/runtime/context';
 import { CONTINUE, hook, refuse, type HookOutcome } from '../src/runtime/hook';
 import type { HarakaConnection } from '../src/runtime/haraka-types';
 import { clientOf, transactionState } from '../src/runtime/state';
+import { decisionEvidence } from '../src/verdict/verdict';
 
 export function register(): void {
   getRuntime();
@@ -59,11 +60,7 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
       ...state.logEvidence,
       reply: `${decision.reply.code} ${decision.reply.enhanced}`,
       size: state.dataBytes,
-      decided_by: decision.decidedBy?.check,
-      detail: decision.decidedBy?.evidence,
-      results: decision.results.map((result) => (result.reason
-        ? `${result.check}=${result.result}(${result.reason})`
-        : `${result.check}=${result.result}`)),
+      ...decisionEvidence(decision),
     },
     duration_ms: Date.now() - state.startedAt,
   });

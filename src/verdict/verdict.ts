@@ -93,3 +93,14 @@ export class Verdict {
     };
   }
 }
+
+/** What a decision line says of how the decision was made: the deciding check and every result. */
+export function decisionEvidence(decision: Decision): Record<string, unknown> {
+  return {
+    decided_by: decision.decidedBy?.check,
+    detail: decision.decidedBy?.evidence,
+    results: decision.results.map((result) => (result.reason
+      ? `${result.check}=${result.result}(${result.reason})`
+      : `${result.check}=${result.result}`)),
+  };
+}
