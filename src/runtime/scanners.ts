@@ -30,9 +30,10 @@ import {
   chmodSync, copyFileSync, existsSync, mkdirSync, openSync, closeSync, readdirSync, rmSync,
   writeFileSync,
 } from 'node:fs';
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from './free-port';
 
 export type ScannerName = 'clamd' | 'spamd';
 export type ScannerLog = (
@@ -105,7 +106,7 @@ export class LocalScanner {
 
   /** First start: pick a port, write the config, spawn, wait until it answers. */
   async start(): Promise<void> {
-    this.port = await freePort();
+    this.port = await freePort(LOOPBACK);
     this.spawnDaemon();
     await this.waitUntilAnswering(this.options.startTimeoutMs ?? 90_000);
     this.options.log('info', `local ${this.name} answering`, {
@@ -370,17 +371,6 @@ function requireExecutable(name: 'clamd' | 'spamd'): string {
   throw new LocalScannerError(name, `not installed: install the Debian package ${pkg} `
     + '(sh scripts/ensure-deps.sh as root), '
     + `or set MOAT_${name.toUpperCase()} to a running ${name}`);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, LOOPBACK, () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 /** One request, the reply up to a NUL (clamd) or the end of the connection (spamd). */

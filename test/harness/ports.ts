@@ -1,16 +1,15 @@
 /*
  * Loopback ports and one-shot TCP exchanges for tests.
  *
- * freePort() asks the OS for a port by listening on port 0 and closing again. Another process
- * could take the port between the close and our daemon's bind; on a test machine that window is
- * tiny, and a daemon that fails to bind says so in its start error.
+ * freePort() is the gateway's own (src/runtime/free-port.ts): a port the OS just gave for
+ * port 0, never the same one twice in one process.
  *
  * tcpExchange() sends one request and collects the reply until the server closes the
  * connection (or a predicate says the reply is complete), with a hard deadline. The clamd and
  * spamd harnesses use it for PING, and tests use it to talk raw protocol.
  */
 
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 
 export const LOOPBACK = '127.0.0.1';
 
@@ -27,32 +26,8 @@ export class TcpExchangeError extends Error {
   }
 }
 
-/*
- * Ports this process has already handed out. The OS may give the same port 0 twice in a row
- * once the probe is closed, and two ports asked for one daemon (SMTP and metrics) must differ.
- */
-const handedOut = new Set<number>();
-
-/** A TCP port on 127.0.0.1 that nothing listened on a moment ago and not handed out before. */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await probePort();
-    if (handedOut.has(port)) continue;
-    handedOut.add(port);
-    return port;
-  }
-}
-
-function probePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, LOOPBACK, () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
+/** A TCP port on 127.0.0.1 that nothing listened on a moment ago, never handed out twice. */
+export { freePort } from '../../src/runtime/free-port';
 
 /** Split "host:port" (IPv6 in brackets allowed) into its parts. */
 export function splitAddress(address: string): { host: string; port: number } {

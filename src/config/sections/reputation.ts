@@ -7,6 +7,7 @@
 
 import { BlockList } from 'node:net';
 
+import type { ResolverOptions } from '../../dns/resolver';
 import type { DomainSettingSpec, SettingSpec } from '../defaults';
 import {
   parseChoice, parseCidr, parseDuration, parseInteger, parseList, ValueProblem,
@@ -60,14 +61,8 @@ export const REPUTATION_SETTINGS: readonly SettingSpec[] = [
 
 export const REPUTATION_DOMAIN_SETTINGS: readonly DomainSettingSpec[] = [];
 
-export interface ResolverSettings {
-  timeoutMs: number;
-  attempts: number;
-  cacheSize: number;
-  minTtlMs: number;
-  maxTtlMs: number;
-  negativeTtlMs: number;
-}
+/** The resolver's tunables; the servers come from dns.servers. */
+export type ResolverSettings = Omit<ResolverOptions, 'servers' | 'now'>;
 
 export interface DnsListSettings {
   zones: ZoneSpec[];
