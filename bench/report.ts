@@ -1,0 +1,238 @@
+/*
+ * Turns the benchmark's runs into one summary: a row per concurrency level, mode and client
+ * (medians over the repeats), each throughput also as a ratio to the floor measured in the same
+ * repeat, the targets of the issue checked, and one table printed on stdout. The summary is
+ * also what bench/results/latest.json holds.
+ */
+
+import { cpus } from 'node:os';
+
+import type { BenchGateway, ScanTotals } from './gateways';
+import type { MemoryReport } from './memory';
+import type { MicroRow } from './micro';
+import type { BenchOptions } from './run';
+
+export interface RunRecord {
+  mode: 'floor' | 'relay' | 'full';
+  tool: 'smtp-source' | 'client';
+  level: number;
+  repeat: number;
+  sent: number;
+  delivered: number;
+  perSecond: number;
+  wallMs: number;
+  latencyMs?: { p50: number; p95: number; p99: number; max: number; count: number };
+  cpuMs: Record<string, number>;
+  lostProcess: string[];
+  peakRssBytes: number;
+  checks: Record<string, { ms: number; count: number }>;
+  mismatches: number;
+  codes?: Record<string, number>;
+  examples?: string[];
+  scans?: ScanTotals;
+}
+
+export interface Row {
+  level: number;
+  mode: RunRecord['mode'];
+  tool: RunRecord['tool'];
+  perSecond: number;
+  /** Median over repeats of this run's throughput divided by the floor's in the same repeat. */
+  ofFloor: number | null;
+  /** Lowest and highest of those ratios: the noise between repeats. */
+  ofFloorRange: [number, number] | null;
+  latencyMs: { p50: number; p95: number; p99: number } | null;
+  cpuMsPerMessage: { moat: number; clamd: number; spamd: number; redis: number; sink: number };
+  peakRssMb: number;
+  mismatches: number;
+}
+
+interface SummaryInput {
+  runs: RunRecord[];
+  idle: { relay: number; full: number };
+  idleAfterWarmUp: { relay: number; full: number };
+  memory: MemoryReport | null;
+  micro: MicroRow[];
+  full: BenchGateway;
+  loadAverage: { start: number[]; end: number[] };
+  options: BenchOptions;
+  corpusMix: Record<string, number>;
+}
+
+export type Summary = ReturnType<typeof summarise>;
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return 0;
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] as number
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+};
+const round = (value: number, digits = 2): number => Math.round(value * 10 ** digits) / 10 ** digits;
+const mb = (bytes: number): number => round(bytes / 1024 / 1024, 1);
+
+export function summarise(input: SummaryInput) {
+  const rows: Row[] = [];
+  const keys = new Set(input.runs.map((run) => `${run.level}|${run.mode}|${run.tool}`));
+  for (const key of keys) {
+    const [level, mode, tool] = key.split('|') as [string, RunRecord['mode'], RunRecord['tool']];
+    const runs = input.runs.filter((run) => `${run.level}|${run.mode}|${run.tool}` === key);
+    const ratios = runs.map((run) => {
+      const floor = input.runs.find((other) => other.mode === 'floor' && other.tool === run.tool
+        && other.level === run.level && other.repeat === run.repeat);
+      return floor ? run.perSecond / floor.perSecond : NaN;
+    }).filter(Number.isFinite);
+    const perMessage = (name: string): number =>
+      round(median(runs.map((run) => (run.cpuMs[name] ?? 0) / run.sent)), 3);
+    const latency = runs.every((run) => run.latencyMs) ? {
+      p50: round(median(runs.map((run) => run.latencyMs?.p50 ?? 0))),
+      p95: round(median(runs.map((run) => run.latencyMs?.p95 ?? 0))),
+      p99: round(median(runs.map((run) => run.latencyMs?.p99 ?? 0))),
+    } : null;
+    rows.push({
+      level: Number(level), mode, tool,
+      perSecond: round(median(runs.map((run) => run.perSecond)), 1),
+      ofFloor: mode === 'floor' || ratios.length === 0 ? null : round(median(ratios), 3),
+      ofFloorRange: mode === 'floor' || ratios.length === 0 ? null
+        : [round(Math.min(...ratios), 3), round(Math.max(...ratios), 3)],
+      latencyMs: latency,
+      cpuMsPerMessage: {
+        moat: perMessage('moat'), clamd: perMessage('clamd'), spamd: perMessage('spamd'),
+        redis: perMessage('redis'), sink: perMessage('sink'),
+      },
+      peakRssMb: mb(Math.max(...runs.map((run) => run.peakRssBytes))),
+      mismatches: runs.reduce((sum, run) => sum + run.mismatches, 0),
+    });
+  }
+  rows.sort((a, b) => a.tool.localeCompare(b.tool) || a.level - b.level
+    || ['floor', 'relay', 'full'].indexOf(a.mode) - ['floor', 'relay', 'full'].indexOf(b.mode));
+
+  return {
+    generatedAt: new Date().toISOString(),
+    machine: { cpus: cpus().length, model: cpus()[0]?.model ?? '', loadAverage: input.loadAverage },
+    options: { ...input.options, skip: [...input.options.skip] },
+    corpusMix: input.corpusMix,
+    rows,
+    targets: targets(rows, input),
+    scanStep: scanStep(input.runs),
+    checksPerMessage: checksOf(input.runs),
+    memory: {
+      idleRssMbPerWorker: { relay: mb(input.idle.relay), full: mb(input.idle.full) },
+      afterWarmUpRssMbPerWorker: {
+        relay: mb(input.idleAfterWarmUp.relay), full: mb(input.idleAfterWarmUp.full),
+      },
+      ...(input.memory ? { large: input.memory } : {}),
+    },
+    micro: input.micro,
+    decisions: Object.fromEntries(input.full.decisions),
+    runs: input.runs,
+  };
+}
+
+/** The issue's targets, each with the figures it was judged on. */
+function targets(rows: Row[], input: SummaryInput) {
+  const of = (mode: Row['mode'], tool: Row['tool']) => rows.filter((row) => row.mode === mode && row.tool === tool);
+  const relayRatios = of('relay', 'smtp-source').map((row) => ({ level: row.level, ofFloor: row.ofFloor }));
+  const cpuRatio = of('full', 'smtp-source').map((row) => {
+    const relay = of('relay', 'smtp-source').find((other) => other.level === row.level);
+    return { level: row.level, full: row.cpuMsPerMessage.moat, relay: relay?.cpuMsPerMessage.moat ?? 0,
+      ratio: relay && relay.cpuMsPerMessage.moat > 0
+        ? round(row.cpuMsPerMessage.moat / relay.cpuMsPerMessage.moat) : null };
+  });
+  const scan = scanStep(input.runs);
+  const idle = Math.max(input.idle.relay, input.idle.full, input.idleAfterWarmUp.relay,
+    input.idleAfterWarmUp.full);
+  const worstRelay = Math.min(...relayRatios.map((entry) => entry.ofFloor ?? 0));
+  const worstCpu = Math.max(...cpuRatio.map((entry) => entry.ratio ?? Infinity));
+  return {
+    relayAtLeast015OfFloor: { met: worstRelay >= 0.15, worst: worstRelay, byLevel: relayRatios },
+    fullCpuAtMostTwiceRelay: { met: worstCpu <= 2, worst: worstCpu, byLevel: cpuRatio },
+    scanStepNearSlowerScanner: scan ? {
+      met: scan.stepOverSlower <= 1.2, stepOverSlower: scan.stepOverSlower, stepOverSum: scan.stepOverSum,
+    } : null,
+    idleRssPerWorkerAtMost150Mb: { met: idle <= 150 * 1024 * 1024, worstMb: mb(idle) },
+    fiftyTwentyMbUnder400Mb: input.memory ? {
+      met: input.memory.runs.every((run) => run.peakMb < 400),
+      peakMb: Math.max(...input.memory.runs.map((run) => run.peakMb)),
+    } : null,
+  };
+}
+
+/** Per message of the full runs with the client: the scan step against its two scanners. */
+function scanStep(runs: RunRecord[]) {
+  const totals = runs.filter((run) => run.scans).reduce((sum, run) => {
+    const scans = run.scans as ScanTotals;
+    return { messages: sum.messages + scans.messages, step: sum.step + scans.step,
+      clamd: sum.clamd + scans.clamd, spamd: sum.spamd + scans.spamd,
+      slower: sum.slower + scans.slower, added: sum.added + scans.added };
+  }, { messages: 0, step: 0, clamd: 0, spamd: 0, slower: 0, added: 0 });
+  if (totals.messages === 0) return null;
+  const ms = (seconds: number): number => round((seconds / totals.messages) * 1000, 1);
+  return {
+    messages: totals.messages, stepMs: ms(totals.step), clamdMs: ms(totals.clamd),
+    spamdMs: ms(totals.spamd), slowerMs: ms(totals.slower), sumMs: ms(totals.added),
+    stepOverSlower: round(totals.step / totals.slower), stepOverSum: round(totals.step / totals.added),
+  };
+}
+
+/** Mean time per observation of each histogram series over the full-pipeline runs. */
+function checksOf(runs: RunRecord[]) {
+  const merged: Record<string, { totalMs: number; count: number }> = {};
+  for (const run of runs.filter((entry) => entry.mode === 'full')) {
+    for (const [series, { ms, count }] of Object.entries(run.checks)) {
+      const entry = merged[series] ?? { totalMs: 0, count: 0 };
+      entry.totalMs += ms * count;
+      entry.count += count;
+      merged[series] = entry;
+    }
+  }
+  return Object.fromEntries(Object.entries(merged).map(([series, { totalMs, count }]) =>
+    [series, { meanMs: round(totalMs / count, 3), count }]));
+}
+
+export function printReport(summary: Summary): void {
+  const out: string[] = [];
+  const pad = (text: string | number, width: number): string => String(text).padStart(width);
+  out.push('');
+  out.push(`Moat benchmark, ${summary.generatedAt}, ${summary.machine.cpus} cores, load average `
+    + `${summary.machine.loadAverage.start.map((value) => value.toFixed(2)).join('/')} at start, `
+    + `${summary.machine.loadAverage.end.map((value) => value.toFixed(2)).join('/')} at end`);
+  out.push('');
+  out.push(`${'client'.padEnd(12)}${pad('conc', 5)} ${'mode'.padEnd(6)}${pad('msg/s', 9)}${pad('x floor', 9)}`
+    + `${pad('range', 14)}${pad('p50 ms', 9)}${pad('p95 ms', 9)}${pad('p99 ms', 9)}`
+    + `${pad('moat CPU', 10)}${pad('clamd', 8)}${pad('spamd', 8)}${pad('redis', 7)}${pad('peak MB', 9)}${pad('bad', 5)}`);
+  for (const row of summary.rows) {
+    out.push(`${row.tool.padEnd(12)}${pad(row.level, 5)} ${row.mode.padEnd(6)}${pad(row.perSecond, 9)}`
+      + `${pad(row.ofFloor ?? '1', 9)}${pad(row.ofFloorRange ? row.ofFloorRange.join('-') : '', 14)}`
+      + `${pad(row.latencyMs?.p50 ?? '', 9)}${pad(row.latencyMs?.p95 ?? '', 9)}${pad(row.latencyMs?.p99 ?? '', 9)}`
+      + `${pad(row.cpuMsPerMessage.moat, 10)}${pad(row.cpuMsPerMessage.clamd, 8)}`
+      + `${pad(row.cpuMsPerMessage.spamd, 8)}${pad(row.cpuMsPerMessage.redis, 7)}`
+      + `${pad(row.mode === 'floor' ? '' : row.peakRssMb, 9)}${pad(row.mismatches, 5)}`);
+  }
+  out.push('(CPU columns: milliseconds of CPU per message; "bad": replies other than expected)');
+  out.push('');
+  const t = summary.targets;
+  out.push(`target relay >= 0.15 x floor (smtp-source): ${t.relayAtLeast015OfFloor.met ? 'MET' : 'NOT MET'}, `
+    + `worst ${t.relayAtLeast015OfFloor.worst}`);
+  out.push(`target full Moat CPU/msg <= 2 x relay: ${t.fullCpuAtMostTwiceRelay.met ? 'MET' : 'NOT MET'}, `
+    + `worst ${t.fullCpuAtMostTwiceRelay.worst}`);
+  if (summary.scanStep) {
+    const scan = summary.scanStep;
+    out.push(`scan step per message ${scan.stepMs} ms; clamd ${scan.clamdMs}, spamd ${scan.spamdMs}; `
+      + `slower ${scan.slowerMs}, sum ${scan.sumMs} (step/slower ${scan.stepOverSlower}, step/sum ${scan.stepOverSum})`);
+  }
+  out.push(`idle RSS per worker: relay ${summary.memory.idleRssMbPerWorker.relay} MB, full `
+    + `${summary.memory.idleRssMbPerWorker.full} MB (after warm-up ${summary.memory.afterWarmUpRssMbPerWorker.relay}`
+    + ` / ${summary.memory.afterWarmUpRssMbPerWorker.full} MB)`);
+  if (summary.memory.large) {
+    for (const run of summary.memory.large.runs) {
+      out.push(`${run.concurrency} x ${run.messageMb} MB at once, ${run.mode}: peak ${run.peakMb} MB for Moat `
+        + `(${run.accepted}/${run.concurrency} accepted, ${run.seconds} s)`);
+    }
+  }
+  for (const [series, { meanMs, count }] of Object.entries(summary.checksPerMessage)) {
+    out.push(`in pipeline: ${series} ${meanMs} ms mean over ${count}`);
+  }
+  for (const row of summary.micro) out.push(`micro: ${row.name}: ${row.value} ${row.unit} (${row.detail})`);
+  process.stdout.write(`${out.join('\n')}\n`);
+}

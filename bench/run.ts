@@ -1,0 +1,244 @@
+/*
+ * `npm run bench`: how fast Moat moves mail, next to its floor, in one reproducible run.
+ *
+ * Starts on loopback the DNS server, Redis, clamd, spamd and the sink (bench/services.ts), a
+ * relay-only Moat and a full-pipeline Moat (bench/gateways.ts), then, for each concurrency
+ * level and repeat, alternates: the floor (load straight into the sink), relay-only, full.
+ * Each of those is measured twice: smtp-source sending the ~10 KB message (throughput, the same
+ * C client for all three) and the benchmark's own client sending the mixed corpus (throughput
+ * and latency from the end of DATA to the reply). Then the memory runs, the micro rows, one
+ * table on stdout, and the JSON (bench/results/latest.json unless --out says otherwise).
+ *
+ * Options (or MOAT_BENCH_* variables): --levels 1,10,50  --repeats 2  --scale 1 (multiplies
+ * message counts)  --workers 0  --skip memory,micro  --out FILE. bench/README.md has the rest.
+ */
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { REPO_ROOT } from '../test/harness/gateway';
+import { buildCorpus, type Corpus } from './corpus';
+import { PROXY_CLIENT, startBenchGateway, type BenchGateway, type Mode } from './gateways';
+import { runLoad, type LoadReport } from './load';
+import { histograms, meanMsBetween, measure, type Measured } from './measure';
+import { runMemoryChecks, type MemoryReport } from './memory';
+import { runMicro, type MicroRow } from './micro';
+import { largestResident, residentBytes } from './proc';
+import { printReport, summarise, type RunRecord } from './report';
+import { startServices, type Services } from './services';
+import { runSmtpSource, smtpSourcePath, type SourceReport } from './smtp-source';
+
+export interface BenchOptions {
+  levels: number[];
+  repeats: number;
+  scale: number;
+  workers: number;
+  skip: Set<string>;
+  out: string;
+}
+
+/** Messages per run, before --scale: enough for a few seconds of each at the speeds seen here. */
+const COUNTS: Record<'floor' | 'relay' | 'full', { source: number; client: number }> = {
+  floor: { source: 4000, client: 1500 },
+  relay: { source: 2000, client: 800 },
+  full: { source: 200, client: 150 },
+};
+
+const HISTOGRAMS = ['moat_check_duration_seconds', 'moat_ratelimit_store_seconds',
+  'moat_downstream_seconds', 'moat_auth_seconds', 'moat_rules_evaluation_seconds',
+  'moat_dnsbl_check_seconds', 'moat_scan_seconds'];
+
+function parseOptions(argv: string[]): BenchOptions {
+  const value = (flag: string, env: string, fallback: string): string => {
+    const index = argv.indexOf(flag);
+    if (index !== -1 && argv[index + 1] !== undefined) return argv[index + 1] as string;
+    return process.env[env] ?? fallback;
+  };
+  const numbers = (text: string, what: string): number[] => text.split(',').map((item) => {
+    const number = Number(item);
+    if (!Number.isFinite(number) || number <= 0) throw new RangeError(`${what}: "${item}" is not a positive number`);
+    return number;
+  });
+  return {
+    levels: numbers(value('--levels', 'MOAT_BENCH_LEVELS', '1,10,50'), '--levels'),
+    repeats: numbers(value('--repeats', 'MOAT_BENCH_REPEATS', '2'), '--repeats')[0] as number,
+    scale: numbers(value('--scale', 'MOAT_BENCH_SCALE', '1'), '--scale')[0] as number,
+    workers: Number(value('--workers', 'MOAT_WORKERS', '0')),
+    skip: new Set(value('--skip', 'MOAT_BENCH_SKIP', '').split(',').filter(Boolean)),
+    out: value('--out', 'MOAT_BENCH_OUT', join(REPO_ROOT, 'bench', 'results', 'latest.json')),
+  };
+}
+
+export async function main(argv = process.argv.slice(2)): Promise<void> {
+  const options = parseOptions(argv);
+  smtpSourcePath();
+  const startLoad = loadavg();
+  say(`load average at start: ${startLoad.map((value) => value.toFixed(2)).join(' ')} `
+    + `(2 cores; figures are noisy above ~0.5)`);
+
+  say('building the corpus');
+  const corpus = await buildCorpus();
+  say('starting DNS, Redis, clamd, spamd and the sink');
+  const services = await startServices(corpus.records);
+  let relay: BenchGateway | undefined;
+  let full: BenchGateway | undefined;
+  try {
+    say('starting the relay-only and full-pipeline gateways');
+    relay = await startBenchGateway('relay', services, { workers: options.workers });
+    full = await startBenchGateway('full', services, { workers: options.workers });
+    const idle = {
+      relay: largestResident(relay.pid), full: largestResident(full.pid),
+    };
+
+    say('warming up');
+    await warmUp(relay, full, services, corpus);
+    const idleAfterWarmUp = { relay: largestResident(relay.pid), full: largestResident(full.pid) };
+
+    const runs: RunRecord[] = [];
+    for (const level of options.levels) {
+      for (let repeat = 1; repeat <= options.repeats; repeat++) {
+        for (const mode of ['floor', 'relay', 'full'] as const) {
+          const gateway = mode === 'relay' ? relay : mode === 'full' ? full : null;
+          runs.push(await sourceRun(mode, gateway, services, corpus, level, repeat, options.scale));
+          runs.push(await clientRun(mode, gateway, services, corpus, level, repeat, options.scale));
+        }
+      }
+    }
+
+    const memory: MemoryReport | null = options.skip.has('memory') ? null
+      : await runMemoryChecks(relay, full, services, say);
+    const micro: MicroRow[] = options.skip.has('micro') ? [] : await runMicro(services, corpus, say);
+
+    const summary = summarise({
+      runs, idle, idleAfterWarmUp, memory, micro, full,
+      loadAverage: { start: startLoad, end: loadavg() }, options,
+      corpusMix: corpus.mix,
+    });
+    printReport(summary);
+    mkdirSync(dirname(options.out), { recursive: true });
+    writeFileSync(options.out, `${JSON.stringify(summary, null, 2)}\n`);
+    say(`written ${options.out}`);
+  } finally {
+    await relay?.stop();
+    await full?.stop();
+    await services.stop();
+  }
+}
+
+async function warmUp(relay: BenchGateway, full: BenchGateway, services: Services, corpus: Corpus) {
+  for (const gateway of [relay, full]) {
+    await runLoad({
+      host: gateway.gateway.host, port: gateway.gateway.port, concurrency: 5,
+      messages: corpus.messages, count: gateway.mode === 'full' ? 60 : 300,
+      ...(gateway.mode === 'full' ? { proxyFrom: PROXY_CLIENT } : { expectAll: relayExpect }),
+    });
+  }
+  await sleep(500);
+  void services;
+}
+
+const relayExpect = { code: 250, at: 'data' as const };
+
+function target(mode: Mode | 'floor', gateway: BenchGateway | null, services: Services) {
+  if (!gateway) {
+    const [host = '127.0.0.1', port = '0'] = services.sink.address.split(':');
+    return { host, port: Number(port) };
+  }
+  return { host: gateway.gateway.host, port: gateway.gateway.port };
+}
+
+function subjects(gateway: BenchGateway | null, services: Services) {
+  return {
+    trees: {
+      moat: gateway?.pid ?? 0, clamd: services.pids.clamd, spamd: services.pids.spamd,
+      redis: services.pids.redis, sink: services.pids.sink,
+    },
+    ...(gateway ? { memoryOf: gateway.pid } : {}),
+  };
+}
+
+async function sourceRun(
+  mode: 'floor' | Mode, gateway: BenchGateway | null, services: Services, corpus: Corpus,
+  level: number, repeat: number, scale: number,
+): Promise<RunRecord> {
+  const count = Math.max(level * 4, Math.round(COUNTS[mode].source * scale));
+  const { host, port } = target(mode, gateway, services);
+  const before = await sinkCount(services);
+  const metricsBefore = gateway ? await histograms(gateway.gateway.metricsPort, HISTOGRAMS) : null;
+  const measured: Measured<SourceReport> = await measure(subjects(gateway, services), () => runSmtpSource({
+    host, port, sessions: level, count, file: corpus.typical.file,
+    from: corpus.typical.from, to: corpus.typical.to,
+  }));
+  const delivered = (await sinkCount(services)) - before;
+  const checks = gateway && metricsBefore
+    ? meanMsBetween(metricsBefore, await histograms(gateway.gateway.metricsPort, HISTOGRAMS)) : {};
+  say(`${mode.padEnd(5)} smtp-source c=${level} #${repeat}: ${measured.result.perSecond} msg/s, `
+    + `moat ${perMessage(measured.cpuMs['moat'], count)} ms CPU/msg, delivered ${delivered}/${count}`);
+  return {
+    mode, tool: 'smtp-source', level, repeat, sent: count, delivered,
+    perSecond: measured.result.perSecond, wallMs: measured.result.wallMs,
+    cpuMs: measured.cpuMs, lostProcess: measured.lostProcess, peakRssBytes: measured.peakRssBytes,
+    checks, mismatches: delivered === count || mode === 'full' ? 0 : count - delivered,
+  };
+}
+
+async function clientRun(
+  mode: 'floor' | Mode, gateway: BenchGateway | null, services: Services, corpus: Corpus,
+  level: number, repeat: number, scale: number,
+): Promise<RunRecord> {
+  const count = Math.max(level * 4, Math.round(COUNTS[mode].client * scale));
+  const { host, port } = target(mode, gateway, services);
+  const before = await sinkCount(services);
+  const scansBefore = gateway ? { ...gateway.scans } : null;
+  const metricsBefore = gateway ? await histograms(gateway.gateway.metricsPort, HISTOGRAMS) : null;
+  const measured: Measured<LoadReport> = await measure(subjects(gateway, services), () => runLoad({
+    host, port, concurrency: level, messages: corpus.messages, count,
+    ...(mode === 'full' ? { proxyFrom: PROXY_CLIENT } : { expectAll: relayExpect }),
+  }));
+  const delivered = (await sinkCount(services)) - before;
+  const checks = gateway && metricsBefore
+    ? meanMsBetween(metricsBefore, await histograms(gateway.gateway.metricsPort, HISTOGRAMS)) : {};
+  const report = measured.result;
+  say(`${mode.padEnd(5)} client      c=${level} #${repeat}: ${report.perSecond} msg/s, `
+    + `p50 ${report.latencyMs.p50} p95 ${report.latencyMs.p95} p99 ${report.latencyMs.p99} ms, `
+    + `moat ${perMessage(measured.cpuMs['moat'], count)} ms CPU/msg, mismatches ${report.mismatches}`
+    + (report.examples.length > 0 ? ` e.g. ${report.examples[0]}` : ''));
+  return {
+    mode, tool: 'client', level, repeat, sent: report.sent, delivered,
+    perSecond: report.perSecond, wallMs: report.wallMs, latencyMs: report.latencyMs,
+    cpuMs: measured.cpuMs, lostProcess: measured.lostProcess, peakRssBytes: measured.peakRssBytes,
+    checks, mismatches: report.mismatches, codes: report.codes, examples: report.examples,
+    ...(gateway && scansBefore && mode === 'full' ? { scans: scanDelta(scansBefore, gateway.scans) } : {}),
+  };
+}
+
+function scanDelta(before: BenchGateway['scans'], after: BenchGateway['scans']) {
+  const delta = { ...after };
+  for (const key of Object.keys(delta) as Array<keyof typeof delta>) delta[key] -= before[key];
+  return delta;
+}
+
+async function sinkCount(services: Services): Promise<number> {
+  // smtp-sink prints its counters as it goes; give the last update a moment to arrive.
+  await sleep(100);
+  return services.sink.accepted();
+}
+
+function perMessage(ms: number | undefined, count: number): string {
+  return ms === undefined ? 'n/a' : (ms / count).toFixed(2);
+}
+
+export function say(message: string): void {
+  process.stderr.write(`bench: ${message}\n`);
+}
+
+void residentBytes;
+
+if (require.main === module) {
+  main().then(() => process.exit(0), (error: unknown) => {
+    process.stderr.write(`bench: failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  });
+}
