@@ -6,14 +6,17 @@
  *   replaced by a redirect);
  * - the side effects (copies to a mailbox, notifications), and the text of a notification.
  *
- * When side effects happen (docs/rules.md, "Actions"): copies, redirects and notifications of
- * a delivered or quarantined message are sent after the internal server accepted the message;
+ * When side effects happen (docs/rules.md, "When side effects happen"): copies and
+ * notifications of a delivered message are sent after the internal server accepted it, of a
+ * quarantined one after it was stored; the tag and headers change only a delivered copy (a
+ * quarantine record lists them); a redirect replaces the recipients of either;
  * for a refused message (reject) only notifications are sent, before the client gets the
  * refusal; for a deferred message (tempfail) nothing is sent, since the client will retry.
  */
 
 import type { Action, ReasonCode } from '../verdict/reasons';
 import type { CheckResult } from '../verdict/verdict';
+import { maskSensitive } from './detectors';
 import type { RuleReport, RulesOutcome } from './engine';
 import { describeActions } from './engine';
 import type { Rule } from './schema';
@@ -147,7 +150,10 @@ export interface NotificationFacts {
   now: Date;
 }
 
-/** A short plain-text message telling a compliance contact that a rule matched. */
+/**
+ * A short plain-text message telling a compliance contact that a rule matched. The message's
+ * subject is masked like the evidence (which conditions.ts masked already).
+ */
 export function notificationMessage(facts: NotificationFacts): Buffer {
   const clean = (text: string): string => text.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
   const subject = facts.subject || `[Moat] rule ${facts.rule.id} matched: ${facts.outcome}`;
@@ -169,7 +175,7 @@ export function notificationMessage(facts: NotificationFacts): Buffer {
     '',
     `Envelope sender: <${clean(facts.envelope.sender)}>`,
     `Recipients: ${facts.envelope.recipients.map(clean).join(', ')}`,
-    `Subject: ${clean(facts.messageSubject)}`,
+    `Subject: ${clean(maskSensitive(facts.messageSubject))}`,
     `Message-ID: ${clean(facts.messageId)}`,
     '',
     'Why (sensitive values are masked):',

@@ -1,9 +1,10 @@
 /*
  * Evaluates one condition tree against one message. A condition that holds returns the
  * evidence for it: which condition (its path in the rule and file:line:column) and the text
- * that matched, masked when sensitive (detector hits) and cut to MAX_EVIDENCE_CHARS. With a
- * trace, every node evaluated is recorded and `any`/`all` do not stop early, for `moat rules
- * explain`.
+ * that matched, cut to MAX_EVIDENCE_CHARS. Whatever a condition matched (a detector hit, a
+ * regex or keyword match, a header value) goes through the detectors' masking first, so a
+ * card number, IBAN, SSN or access key id is never shown in clear. With a trace, every node
+ * evaluated is recorded and `any`/`all` do not stop early, for `moat rules explain`.
  *
  * LIMITATION: regular expressions run on Node's backtracking engine; a catastrophic pattern
  * written by an author can take long on a large body. Text is cut to rules.max_text_size to
@@ -11,12 +12,15 @@
  */
 
 import type { CheckResult } from '../verdict/verdict';
+import { maskSensitive } from './detectors';
 import { domainOf, type FileFacts, type MessageFacts } from './facts';
 import { headerValues } from './message';
 import type { AddressTest, Condition, FileTest, TextTest } from './schema';
 
 export const MAX_EVIDENCE_CHARS = 80;
 const MAX_COUNTED = 10_000;
+/** Text either side of a match that is masked with it: longer than any number detected. */
+const MASK_MARGIN = 64;
 
 export interface Evidence {
   /** The condition's path in its rule, e.g. `block-exe.when.any[0].attachment`. */
@@ -58,9 +62,11 @@ function isLeaf(condition: Condition): boolean {
 function evaluateNode(
   condition: Condition, facts: MessageFacts, options: EvaluationOptions, depth: number,
 ): Evidence[] | null {
-  const hit = (matched: string): Evidence[] => [
-    { condition: condition.path, where: condition.where, matched: cut(matched) },
-  ];
+  // Masked before it is cut, with room for a number that runs past the cut.
+  const hit = (matched: string): Evidence[] => [{
+    condition: condition.path, where: condition.where,
+    matched: cut(maskSensitive(matched.slice(0, MAX_EVIDENCE_CHARS + MASK_MARGIN))),
+  }];
   const input = facts.input;
 
   switch (condition.kind) {
@@ -171,9 +177,10 @@ function evaluateNode(
         (condition.results.length === 0 || condition.results.includes(result.result))
         && (condition.actions.length === 0
           || condition.actions.includes(result.action ?? 'deliver')));
-      return found
-        ? hit(`${found.check}=${found.result}${found.reason ? ` (${found.reason})` : ''}`)
-        : null;
+      if (!found) return null;
+      const note = evidenceNote(found);
+      return hit(`${found.check}=${found.result}${found.reason ? ` (${found.reason})` : ''}`
+        + `${note ? `: ${note}` : ''}`);
     }
     case 'spam_score': {
       for (const result of resultsOf(input.results, 'spam')) {
@@ -186,14 +193,17 @@ function evaluateNode(
       return null;
     }
     case 'virus': {
-      const infected = resultsOf(input.results, 'virus').find((result) => result.result === 'fail');
+      const scans = resultsOf(input.results, 'virus');
+      const infected = scans.find((result) => result.result === 'fail');
       if (condition.found) {
-        return infected
-          ? hit(`${infected.check}: ${String(infected.evidence?.['signature']
-            ?? infected.evidence?.['name'] ?? 'found')}`)
-          : null;
+        if (!infected) return null;
+        const names = signaturesOf(infected);
+        return hit(`${infected.check}: ${names.length ? names.join(', ') : 'malware found'}`);
       }
-      return infected ? null : hit('no virus reported');
+      if (infected) return null;
+      // Holds for unscanned mail too; the text says whether a scan ran and what it said.
+      const said = scans.map((result) => `${result.check}=${result.result}`).join(', ');
+      return hit(`no virus reported (${said || 'no virus check ran'})`);
     }
   }
 }
@@ -215,6 +225,26 @@ const FAMILIES: Record<string, RegExp> = {
 export function resultsOf(results: readonly CheckResult[], name: string): CheckResult[] {
   const family = FAMILIES[name];
   return results.filter((result) => (family ? family.test(result.check) : result.check === name));
+}
+
+/** The signature names clamd reported: its evidence holds `signatures` (src/scan/policy.ts). */
+function signaturesOf(result: CheckResult): string[] {
+  const names = result.evidence?.['signatures'];
+  return Array.isArray(names) ? names.map(String) : [];
+}
+
+/** A few words of a check's evidence worth showing: the lists that listed, signatures, score. */
+function evidenceNote(result: CheckResult): string {
+  const zones = result.evidence?.['zones'];
+  const listed = Array.isArray(zones)
+    ? zones.filter((zone: Record<string, unknown>) => zone['outcome'] === 'listed')
+      .map((zone: Record<string, unknown>) => String(zone['zone']))
+    : [];
+  if (listed.length > 0) return `listed by ${listed.join(', ')}`;
+  const names = signaturesOf(result);
+  if (names.length > 0) return names.join(', ');
+  const score = result.evidence?.['score'];
+  return typeof score === 'number' ? `score ${score}` : '';
 }
 
 function matchAddress(test: AddressTest, address: string, facts: MessageFacts): string | null {
@@ -280,8 +310,7 @@ export function matchText(test: TextTest, text: string): string | null {
     if (equal !== undefined) return text.trim();
     const contained = test.contains.find((value) => folded.includes(fold(value)));
     if (contained !== undefined) {
-      const at = folded.indexOf(fold(contained));
-      return text.slice(at, at + contained.length);
+      return maskedSlice(text, folded.indexOf(fold(contained)), contained.length);
     }
   }
 
@@ -294,7 +323,8 @@ export function matchText(test: TextTest, text: string): string | null {
     pattern.lastIndex = 0;
     for (const match of text.matchAll(pattern)) {
       count += 1;
-      if (shown.length < 3 && !shown.includes(match[0])) shown.push(match[0]);
+      const matched = shown.length < 3 ? maskedSlice(text, match.index, match[0].length) : '';
+      if (shown.length < 3 && !shown.includes(matched)) shown.push(matched);
       if (count >= Math.max(test.minCount, 1) || count >= MAX_COUNTED) break;
       if (match[0] === '') pattern.lastIndex += 1;
     }
@@ -302,6 +332,16 @@ export function matchText(test: TextTest, text: string): string | null {
   }
   if (count === 0 || count < test.minCount) return null;
   return test.minCount > 1 ? `${count} hits: ${shown.join(', ')}` : (shown[0] ?? '');
+}
+
+/*
+ * `length` characters of `text` from `at`, masked as they stand in their surroundings, so a
+ * regex that matched only part of a card number (`\d{12}`) does not show those digits.
+ */
+function maskedSlice(text: string, at: number, length: number): string {
+  const from = Math.max(0, at - MASK_MARGIN);
+  const around = maskSensitive(text.slice(from, at + length + MASK_MARGIN));
+  return around.slice(at - from, at - from + length);
 }
 
 function cut(text: string): string {

@@ -3,11 +3,17 @@
  * issuer prefixes), IBANs (country length and mod-97 checksum), US social security numbers
  * (with the SSA's never-issued ranges excluded), private keys in PEM form, and AWS access
  * key ids. Each hit carries a masked form; the clear number is never logged or printed.
+ * maskSensitive() masks the same findings in place in any other text a rule shows (what a
+ * regex or keyword condition matched, a header value), so no condition prints them in clear.
  *
  * LIMITATION: numbers split by line breaks, written in words, or spread across HTML tags are
  * not found; card numbers are looked for only as 13-19 digits, optionally grouped by single
  * spaces or dashes. SSNs are only found written AAA-GG-SSSS or AAA GG SSSS, never as 9 bare
  * digits (too many false positives).
+ * LIMITATION: maskSensitive() masks only what the detectors find. The base64 body of a PEM
+ * private key is never masked (only its BEGIN line is recognised), and a number is masked
+ * only when all of it is in the text given (conditions.ts passes a match with its
+ * surroundings, so a regex matching part of a card number is still masked).
  */
 
 export const DETECTORS = [
@@ -93,48 +99,97 @@ const SSN = /(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d-])/g;
 const PRIVATE_KEY = /-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----/g;
 const AWS_KEY = /\b((?:AKIA|ASIA)[0-9A-Z]{16})\b/g;
 
-/** Every hit of one detector in `text`, capped at `limit`. */
-export function detect(detector: DetectorName, text: string, limit = 1000): DetectorHit[] {
-  const hits: DetectorHit[] = [];
-  const push = (masked: string): boolean => {
-    hits.push({ detector, masked });
-    return hits.length < limit;
-  };
+interface Span {
+  start: number;
+  end: number;
+  masked: string;
+}
+
+/** Every valid finding of one detector in `text`, with where it is and its masked form. */
+function* findings(detector: DetectorName, text: string): Generator<Span> {
+  const span = (match: RegExpMatchArray, masked: string): Span => ({
+    start: match.index ?? 0, end: (match.index ?? 0) + match[0].length, masked,
+  });
   switch (detector) {
     case 'payment_card':
       for (const match of text.matchAll(CARD)) {
         const digits = (match[1] ?? '').replace(/[ -]/g, '');
         if (!plausibleCard(digits) || !luhnValid(digits) || /^(\d)\1+$/.test(digits)) continue;
-        if (!push(maskDigits(digits))) break;
+        yield span(match, maskDigits(digits));
       }
       break;
     case 'iban':
       for (const match of text.matchAll(IBAN)) {
         const compact = (match[1] ?? '').replace(/ /g, '');
         if (!ibanValid(compact)) continue;
-        if (!push(`${compact.slice(0, 4)}${'*'.repeat(compact.length - 8)}${compact.slice(-4)}`)) {
-          break;
-        }
+        yield span(match,
+          `${compact.slice(0, 4)}${'*'.repeat(compact.length - 8)}${compact.slice(-4)}`);
       }
       break;
     case 'us_ssn':
       for (const match of text.matchAll(SSN)) {
         if (!ssnValid(match[1] ?? '', match[3] ?? '', match[4] ?? '')) continue;
-        if (!push(`***-**-${match[4] ?? ''}`)) break;
+        yield span(match, `***-**-${match[4] ?? ''}`);
       }
       break;
     case 'private_key':
       for (const match of text.matchAll(PRIVATE_KEY)) {
-        if (!push(match[0].replace(/-----BEGIN (.*)-----/, '[$1 block]'))) break;
+        yield span(match, match[0].replace(/-----BEGIN (.*)-----/, '[$1 block]'));
       }
       break;
     case 'aws_access_key':
       for (const match of text.matchAll(AWS_KEY)) {
-        if (!push(`${(match[1] ?? '').slice(0, 4)}************${(match[1] ?? '').slice(-4)}`)) {
-          break;
-        }
+        const id = match[1] ?? '';
+        yield span(match, `${id.slice(0, 4)}************${id.slice(-4)}`);
       }
       break;
   }
+}
+
+/** Every hit of one detector in `text`, capped at `limit`. */
+export function detect(detector: DetectorName, text: string, limit = 1000): DetectorHit[] {
+  const hits: DetectorHit[] = [];
+  for (const found of findings(detector, text)) {
+    hits.push({ detector, masked: found.masked });
+    if (hits.length >= limit) break;
+  }
   return hits;
+}
+
+/*
+ * How much of each finding stays readable when it is masked in place: cards and SSNs their
+ * last four digits, IBANs their first four and last four characters, access key ids their
+ * first four and last four. Private key headers are not secret and stay as they are.
+ */
+const KEPT: Record<DetectorName, { head: number; tail: number } | null> = {
+  payment_card: { head: 0, tail: 4 },
+  iban: { head: 4, tail: 4 },
+  us_ssn: { head: 0, tail: 4 },
+  aws_access_key: { head: 4, tail: 4 },
+  private_key: null,
+};
+
+/**
+ * `text` with every card number, IBAN, SSN and access key id masked where it stands, with the
+ * same length, so a slice of the result masks what the same slice of `text` would show.
+ * Separators (spaces, dashes) stay; letters and digits outside the kept ends become `*`.
+ */
+export function maskSensitive(text: string): string {
+  let chars: string[] | null = null;
+  for (const detector of DETECTORS) {
+    const kept = KEPT[detector];
+    if (!kept) continue;
+    for (const found of findings(detector, text)) {
+      // UTF-16 units, as the match positions count them.
+      const masked: string[] = chars ?? text.split('');
+      chars = masked;
+      const positions: number[] = [];
+      for (let index = found.start; index < found.end; index++) {
+        if (/[A-Za-z0-9]/.test(text[index] ?? '')) positions.push(index);
+      }
+      const hidden = positions.slice(kept.head, Math.max(kept.head, positions.length - kept.tail));
+      for (const index of hidden) masked[index] = '*';
+    }
+  }
+  return chars ? chars.join('') : text;
 }

@@ -3,10 +3,12 @@
  *
  * Every rule is listed with what happened to it (matched, not matched, disabled, expired,
  * other direction, not reached after a final rule) and, for those evaluated, every condition
- * with whether it held and the text it matched. Detector hits are masked (card numbers show
- * their last four digits, IBANs their country, check digits and last four).
+ * with whether it held and the text it matched. Card numbers, IBANs, SSNs and access key ids
+ * are masked wherever they appear, in the subject as in what a condition matched (card
+ * numbers show their last four digits, IBANs their country, check digits and last four).
  */
 
+import { maskSensitive } from './detectors';
 import { describeActions, runRules, type RulesOutcome } from './engine';
 import type { EvaluationInput } from './facts';
 import type { RuleSet } from './schema';
@@ -23,7 +25,7 @@ export function explainMessage(
   const lines = [
     `rule set ${set.version}: ${set.rules.length} rules in ${set.dir}`,
     `message: ${input.message.size} bytes, `
-      + `subject ${JSON.stringify(input.message.subject.slice(0, 80))}, `
+      + `subject ${JSON.stringify(maskSensitive(input.message.subject).slice(0, 80))}, `
       + `${input.message.attachments.length} attachment(s)`,
     `envelope: from <${input.envelope.sender}> `
       + `to ${input.envelope.recipients.map((r) => `<${r}>`).join(' ')}, `

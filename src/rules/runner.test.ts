@@ -1,15 +1,17 @@
 /*
- * The shipped rule set and its test cases (what CI runs), a case that must fail, explain
- * output with masked matches, and the evaluation time of a few hundred rules on a 100 KB
- * message (printed, not asserted: the machine is shared).
+ * The shipped rule set and its test cases (what CI runs), that every shipped rule has a case
+ * expecting it to fire, a case that must fail, explain output with masked matches, and the
+ * evaluation time of a few hundred rules on a 100 KB message (printed, not asserted: the
+ * machine is shared).
  */
 
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { BlockList } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
+import { parse } from 'yaml';
 import { runRulesCommand } from '../cli/rules';
 import { runRules } from './engine';
 import { explainMessage } from './explain';
@@ -35,13 +37,27 @@ test('the shipped rules load and every shipped test case passes', async () => {
   const set = loadRuleSet(SHIPPED);
   const run = runRuleTests(set, context);
   assert.deepEqual(run.problems, []);
-  assert.ok(run.cases.length >= 8);
+  assert.ok(run.cases.length >= 17);
   for (const result of run.cases) {
     assert.ok(result.passed, `${result.name}: ${result.failures.join('; ')}`);
   }
   const cli = capture();
   assert.equal(await runRulesCommand(['test', '--dir', SHIPPED], cli.io), 0);
   assert.match(cli.out.at(-1) ?? '', /cases, \d+ passed, 0 failed/);
+});
+
+test('every shipped rule has a case that expects it to fire', () => {
+  const set = loadRuleSet(SHIPPED);
+  const expected = new Set<string>();
+  const testDir = join(SHIPPED, 'tests');
+  for (const name of readdirSync(testDir).filter((file) => /\.ya?ml$/.test(file))) {
+    const cases = (parse(readFileSync(join(testDir, name), 'utf8')) as {
+      cases: Array<{ expect: { fire?: string[] } }>;
+    }).cases;
+    for (const entry of cases) for (const id of entry.expect.fire ?? []) expected.add(id);
+  }
+  const untested = set.rules.map((rule) => rule.id).filter((id) => !expected.has(id));
+  assert.deepEqual(untested, [], 'shipped rules no case expects to fire');
 });
 
 test('a case whose expectation is wrong fails the run with a sentence', async () => {

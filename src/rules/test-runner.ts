@@ -23,6 +23,8 @@ import { YamlFile } from './yaml-node';
 const CASE_KEYS = ['name', 'message', 'envelope', 'direction', 'checks', 'now', 'expect'] as const;
 const EXPECT_KEYS = ['fire', 'not_fire', 'final', 'actions'] as const;
 const FINALS = ['reject', 'tempfail', 'quarantine', 'deliver', 'none'] as const;
+/** The client of a case that names none: a documentation address, so not internal. */
+export const DEFAULT_CLIENT_IP = '203.0.113.7';
 
 export interface TestContext {
   acceptedDomains: Set<string>;
@@ -119,7 +121,7 @@ function runCase(
     .map((entry) => entry.text);
   const clientIp = envelopeFields.get('client')
     ? yaml.string(envelopeFields.get('client')?.value, 'client') ?? ''
-    : '203.0.113.7';
+    : DEFAULT_CLIENT_IP;
   const directionNode = fields.get('direction')?.value;
   const direction = directionNode ? yaml.string(directionNode, 'direction') : null;
   if (direction !== null && direction !== 'inbound' && direction !== 'outbound') {
@@ -140,8 +142,10 @@ function runCase(
       ...(check.get('action')
         ? { action: yaml.string(check.get('action')?.value, 'action') as CheckResult['action'] }
         : {}),
+      // Shaped as the real checks record them: spamd's `score`, clamd's `signatures` list.
       evidence: {
-        ...(score !== null ? { score } : {}), ...(signature !== null ? { signature } : {}),
+        ...(score !== null ? { score } : {}),
+        ...(signature !== null ? { signatures: [signature] } : {}),
       },
     });
   }

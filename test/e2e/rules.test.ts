@@ -11,7 +11,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -45,6 +45,12 @@ ${marker('c-recipient-list', 'recipient: { list: vips }')}
 ${marker('c-client-network', 'client: { network: [127.0.0.0/8] }')}
 ${marker('c-header-regex', 'header: { name: X-Campaign, regex: "^spring-\\\\d+$" }')}
 ${marker('c-header-exists', 'header: { name: X-Priority, exists: true }')}
+${marker('c-header-equals', 'header: { name: X-Class, equals: [internal only] }')}
+${marker('c-header-contains', 'header: { name: X-Mailer, contains: [bulkmail] }')}
+${marker('c-sender-glob', 'sender: { glob: ["*@*.mailer.example"] }')}
+${marker('c-recipient-every', 'recipient: { glob: ["team-*@example.com"], every: true }')}
+${marker('c-client-elsewhere', 'client: { network: [198.51.100.0/24] }')}
+${marker('c-body-html', 'body: { regex: "wire the funds to account \\\\d+" }')}
 ${marker('c-subject-keywords', 'subject: { keywords: [confidential, secret] }')}
 ${marker('c-body-dictionary', 'body: { list: insider-words, min_count: 2 }')}
 ${marker('c-detector-iban', 'detector: { name: iban }')}
@@ -137,6 +143,59 @@ const ACTION_RULES = `rules:
     when: { subject: { contains: please-expired } }
     actions:
       - reject: expired rule
+  - id: d-deliver
+    description: stop evaluating here
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    order: 10
+    when: { subject: { contains: please-deliver } }
+    actions:
+      - deliver: true
+  - id: d-after-reject
+    description: after the deliver rule, never reached
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    order: 15
+    when: { subject: { contains: please-deliver } }
+    actions:
+      - reject: must not happen
+  - id: d-after-monitor
+    description: monitor rules still run after a final rule
+    owner: test@example.com
+    mode: monitor
+    direction: any
+    order: 15
+    when: { subject: { contains: please-deliver } }
+    actions:
+      - reject: would refuse
+  - id: q-held-tagged
+    description: quarantine with a tag, headers and a redirect
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    order: 10
+    when: { subject: { contains: please-keep-tagged } }
+    actions:
+      - quarantine: held with a tag
+      - tag_subject: "[HELD]"
+      - add_header: { name: X-Held, value: "yes" }
+      - remove_header: X-Remove-Me
+      - redirect: review@example.com
+  - id: m-regex-card
+    description: a regex (not a detector) that matches a card number and an IBAN
+    owner: test@example.com
+    mode: enforce
+    direction: any
+    order: 10
+    when:
+      all:
+        - subject: { contains: please-mask }
+        - body: { regex: "(card|account) [A-Z0-9 ]+" }
+    actions:
+      - quarantine: account details
+      - notify: { to: masked@example.com, subject: "account details held" }
   - id: p-first-tag
     description: precedence, first
     owner: test@example.com
@@ -222,6 +281,43 @@ describe('conditions over SMTP', () => {
     }
     assert.ok(!hits.includes('c-not-any'));
     assert.ok(!hits.includes('c-body-dictionary'));
+    // From loopback, not from 198.51.100.0/24.
+    assert.ok(!hits.includes('c-client-elsewhere'));
+  });
+
+  test('header equals and contains, a sender glob, every recipient', async () => {
+    const message = 'From: <news@eu.mailer.example>\r\nSubject: weekly\r\n'
+      + 'X-Class:  Internal Only \r\nX-Mailer: SuperBulkMail 9\r\n\r\nhello\r\n';
+    const hits = await deliveredHits(message,
+      { from: 'news@eu.mailer.example', to: ['team-a@example.com', 'team-b@example.com'] });
+    for (const id of ['c-header-equals', 'c-header-contains', 'c-sender-glob',
+      'c-recipient-every']) {
+      assert.ok(hits.includes(id), `${id} did not fire: ${hits.join(',')}`);
+    }
+    const others = await deliveredHits('From: <a@sender.example>\r\nSubject: weekly\r\n'
+      + 'X-Class: internal only, mostly\r\nX-Mailer: plain\r\n\r\nhello\r\n',
+    { from: 'a@sender.example', to: ['team-a@example.com', 'bob@example.com'] });
+    for (const id of ['c-header-equals', 'c-header-contains', 'c-sender-glob',
+      'c-recipient-every']) {
+      assert.ok(!others.includes(id), `${id} fired: ${others.join(',')}`);
+    }
+  });
+
+  test('body text from an HTML part (tags, entities and scripts removed)', async () => {
+    const html = '<html><head><style>b { color: red }</style></head><body>'
+      + '<p>Please <b>wire</b> the&nbsp;funds to account <i>4711</i>.</p>'
+      + '<script>document.write("x")</script></body></html>';
+    const message = 'From: <a@sender.example>\r\nSubject: html\r\nMIME-Version: 1.0\r\n'
+      + 'Content-Type: multipart/alternative; boundary="alt-1"\r\n\r\n'
+      + '--alt-1\r\nContent-Type: text/html; charset=utf-8\r\n'
+      + `Content-Transfer-Encoding: base64\r\n\r\n${Buffer.from(html).toString('base64')}\r\n`
+      + '--alt-1--\r\n';
+    const hits = await deliveredHits(message);
+    assert.ok(hits.includes('c-body-html'), hits.join(','));
+    // The raw HTML never reads "wire the funds": only its text does.
+    const plain = await deliveredHits(plainMessage({ subject: 'html',
+      body: '<b>wire</b> the funds to account 4711\r\n' }));
+    assert.ok(!plain.includes('c-body-html'), plain.join(','));
   });
 
   test('body dictionary with a minimum count, and an IBAN detector', async () => {
@@ -275,6 +371,14 @@ describe('conditions over SMTP', () => {
     const small = await deliveredHits(plainMessage({ subject: 'small' }));
     assert.ok(!small.includes('c-size'));
     assert.ok(!small.includes('c-attachment-count'));
+    const file = (name: string): string => `--f1\r\nContent-Type: text/plain; name="${name}"\r\n`
+      + `Content-Disposition: attachment; filename="${name}"\r\n\r\n${name} content\r\n`;
+    const two = 'From: <a@sender.example>\r\nSubject: two files\r\nMIME-Version: 1.0\r\n'
+      + 'Content-Type: multipart/mixed; boundary="f1"\r\n\r\n'
+      + `--f1\r\nContent-Type: text/plain\r\n\r\nsee both\r\n${file('a.txt')}${file('b.txt')}`
+      + '--f1--\r\n';
+    const counted = await deliveredHits(two);
+    assert.ok(counted.includes('c-attachment-count'), counted.join(','));
   });
 });
 
@@ -298,12 +402,16 @@ describe('actions over SMTP', () => {
     assert.match(text, /^4\.7\.0 Come back later/);
   });
 
-  test('quarantine is the decision', async () => {
+  test('quarantine is the decision; its line names the rules like every other', async () => {
     await send(plainMessage({ subject: 'please-hold', messageId: '<hold@example.org>' }));
-    const line = await gateway.waitForDecision((entry) => entry['reason'] === 'rule-quarantine'
-      || (entry['evidence'] as Record<string, unknown> | undefined)?.['verdict']
-        === 'rule-quarantine');
-    assert.equal(line['action'], 'quarantine');
+    const line = await gateway.waitForDecision((entry) => entry['action'] === 'quarantine'
+      && JSON.stringify(entry).includes('rule:a-quarantine='));
+    assert.equal(line['reason'], 'rule-quarantine');
+    const evidence = line['evidence'] as Record<string, unknown>;
+    const rules = evidence['rules'] as Record<string, unknown> | undefined;
+    assert.deepEqual(rules?.['fired'], ['a-quarantine(enforce:quarantine)'], JSON.stringify(line));
+    assert.match(String(rules?.['version']), /^[0-9a-f]{12}$/);
+    assert.equal((evidence['detail'] as Record<string, unknown>)['rule'], 'a-quarantine');
   });
 
   test('tag_subject, add_header and remove_header change the delivered copy', async () => {
@@ -358,6 +466,68 @@ describe('actions over SMTP', () => {
       .text();
     assert.match(metrics,
       /moat_rule_hits_total\{rule="a-monitor",mode="monitor",action="reject"\} 1/);
+  });
+
+  test('deliver stops the rules: later enforce rules neither match nor act; monitor rules '
+    + 'still record', async () => {
+    const { reply, before } = await send(plainMessage({ subject: 'please-deliver now' }));
+    assert.equal(reply?.code, 250, 'd-after-reject would have refused the message');
+    const [message] = (await downstream.waitForMessages(before + 1)).slice(-1);
+    // c-client-network (order 500) holds for every message from loopback, but comes after.
+    assert.doesNotMatch(message?.data.toString('latin1') ?? '', /^X-Rule-Hit:/m);
+    const line = await gateway.waitForDecision((entry) => {
+      const rules = (entry['evidence'] as Record<string, unknown> | undefined)?.['rules'] as
+        Record<string, unknown> | undefined;
+      return Array.isArray(rules?.['fired'])
+        && (rules['fired'] as string[]).includes('d-deliver(enforce:deliver)');
+    });
+    const rules = (line['evidence'] as Record<string, unknown>)['rules'] as
+      Record<string, unknown>;
+    assert.deepEqual(rules['fired'], ['d-deliver(enforce:deliver)']);
+    assert.deepEqual(rules['monitored'], ['d-after-monitor(monitor:reject)']);
+  });
+
+  test('quarantine with a tag, headers and a redirect: the record holds the tag and the '
+    + 'added headers, the stored message is as received, the redirect is its '
+    + 'envelope', async () => {
+    const { reply } = await send('From: <a@sender.example>\r\nSubject: please-keep-tagged\r\n'
+      + 'X-Remove-Me: still here\r\n\r\nbody\r\n', { to: ['bob@example.com'] });
+    assert.equal(reply?.code, 250);
+    const line = await gateway.waitForDecision((entry) => entry['action'] === 'quarantine'
+      && JSON.stringify(entry).includes('rule:q-held-tagged'));
+    const id = String((line['evidence'] as Record<string, unknown>)['quarantine_id']);
+    const folder = join(gateway.stateDir, 'quarantine');
+    const record = JSON.parse(readFileSync(join(folder, `${id}.json`), 'utf8')) as {
+      addedHeaders: Array<[string, string]>; envelope: { to: string[] };
+    };
+    assert.deepEqual(record.envelope.to, ['review@example.com']);
+    assert.ok(record.addedHeaders.some(([name, value]) =>
+      name === 'Subject' && value === '[HELD] please-keep-tagged'), JSON.stringify(record));
+    assert.ok(record.addedHeaders.some(([name, value]) => name === 'X-Held' && value === 'yes'));
+    const stored = readFileSync(join(folder, `${id}.eml`), 'latin1');
+    assert.match(stored, /^Subject: please-keep-tagged\r$/m);
+    assert.match(stored, /^X-Remove-Me: still here\r$/m);
+    assert.doesNotMatch(stored, /X-Held|\[HELD\]/);
+  });
+
+  test('a regex that matches a card number or an IBAN is masked in the decision line, the '
+    + 'quarantine record and the notification', async () => {
+    const { reply, before } = await send(plainMessage({ subject: 'please-mask',
+      body: 'Use account DE89 3704 0044 0532 0130 00 or card 4111 1111 1111 1111.\r\n' }));
+    assert.equal(reply?.code, 250);
+    const [note] = (await downstream.waitForMessages(before + 1)).slice(before);
+    assert.deepEqual(note?.rcptTo, ['masked@example.com']);
+    const line = await gateway.waitForDecision((entry) => entry['action'] === 'quarantine'
+      && JSON.stringify(entry).includes('rule:m-regex-card'));
+    const id = String((line['evidence'] as Record<string, unknown>)['quarantine_id']);
+    const record = readFileSync(join(gateway.stateDir, 'quarantine', `${id}.json`), 'utf8');
+    const noteText = note?.data.toString('latin1') ?? '';
+    assert.match(noteText, /account DE89 \*{4} \*{4} \*{4} \*{2}30 00/);
+    assert.match(JSON.stringify(line), /account DE89 \*{4} \*{4}/);
+    for (const [what, text] of [['notification', noteText], ['decision line',
+      JSON.stringify(line)], ['quarantine record', record]] as const) {
+      assert.doesNotMatch(text, /3704 0044|4111 1111 1111|0532 0130/, `${what} shows a number`);
+    }
   });
 
   test('an expired rule no longer runs', async () => {
