@@ -4,8 +4,7 @@
  * The promise: the client gets 250 only after the internal server answered 250 for the
  * message (or, with no server configured, after the local Maildir copy is fsynced). A 4xx from
  * the server becomes 4xx, a 5xx becomes 5xx with the server's text made safe, and a server that
- * is down or slow becomes 451 within the configured deadlines. Recipients the server refuses
- * do not fail the others.
+ * is down or slow becomes 451 within the configured deadlines.
  *
  * Quarantine: when the verdict is `quarantine`, the message is not forwarded. It is stored
  * (src/quarantine/store.ts), written and fsynced, and only then does the sender get the same
@@ -14,10 +13,15 @@
  * 451 4.3.0 (reason quarantine-store-failed) and nothing is kept.
  *
  * Needs: the forwarder (src/delivery/forwarder.ts) or the Maildir writer; the quarantine folder.
- * LIMITATION: when the internal server refuses some recipients at delivery time (after Moat
- * accepted them at RCPT), the others are delivered and the client gets 250; the refused ones
- * are logged and counted but no bounce is generated. Use recipient verification
- * (`recipients = verify`) so the internal server's refusal reaches the sender at RCPT time.
+ *
+ * Recipients the internal server refuses at delivery time, after Moat said 250 at RCPT: a 4xx
+ * for any of them defers the whole message with that 4xx (nothing is delivered, the client
+ * retries all); 5xx refusals let the others have the message, and each refused recipient gets
+ * a `recipient` decision line (phase queue, reason downstream-rejected) and a count in
+ * moat_recipients_total{action="reject",reason="downstream-rejected"}.
+ * LIMITATION: for those 5xx refusals no bounce (DSN) is generated: the client got 250 for the
+ * message. Use recipient verification (`recipients = verify`) so the internal server's
+ * refusal reaches the sender at RCPT time.
  */
 
 import { PassThrough, type Readable } from 'node:stream';
@@ -81,9 +85,14 @@ export const hook_data_post = hook('data_post',
     ? state.decision.action
     : (result.outcome === 'tempfail' ? 'tempfail' : 'reject');
 
-  // One line for the delivery, one count per refused recipient.
-  for (const recipient of result.recipients) {
-    if (!recipient.accepted) countRecipient(recipient.code >= 500 ? 'reject' : 'tempfail', reason);
+  // One line for the delivery; one count per refused recipient, and for a partial delivery one
+  // line per recipient the server refused after the client was told 250 at RCPT.
+  if (result.outcome === 'partial') {
+    logPartialRefusals(connection, transaction.uuid, state, result);
+  } else {
+    for (const { accepted, code } of result.recipients) {
+      if (!accepted) countRecipient(code >= 500 ? 'reject' : 'tempfail', reason);
+    }
   }
   countMessage(action, action === 'deliver' || action === 'tag' ? state.decision.reason : reason);
   logDecision({
@@ -164,6 +173,7 @@ async function quarantine(
     event: 'message', phase: 'data', action, reason,
     message_id: transaction.uuid, client, envelope,
     evidence: {
+      ...state.logEvidence,
       ...(failure === null ? { quarantine_id: id } : { error: failure, verdict: decision.reason }),
       size: transaction.data_bytes,
       ...decisionEvidence(decision),
@@ -175,6 +185,32 @@ async function quarantine(
   // The sender gets what a delivered message gets.
   state.deliveredReply = reasonReply('clean');
   return CONTINUE;
+}
+
+/*
+ * A partial delivery: the server took the message for some recipients and refused the others
+ * with 5xx (a 4xx defers the whole message, see src/delivery/forwarder.ts). The client already
+ * has 250 for them and gets 250 for the message, so this line and the count are all that say
+ * so; no DSN is sent.
+ */
+function logPartialRefusals(
+  connection: HarakaConnection, messageId: string, state: TransactionState,
+  result: DeliveryResult,
+): void {
+  for (const refused of result.recipients.filter((entry) => !entry.accepted)) {
+    countRecipient('reject', 'downstream-rejected');
+    logDecision({
+      event: 'recipient', phase: 'queue', action: 'reject', reason: 'downstream-rejected',
+      message_id: messageId, client: clientOf(connection),
+      envelope: { from: state.sender, to: [refused.recipient] },
+      downstream: { code: refused.code, text: `${refused.enhanced} ${refused.text}`.trim() },
+      evidence: {
+        downstream: result.downstream,
+        after_rcpt_250: true,
+        dsn: 'none (recipients = verify refuses at RCPT instead)',
+      },
+    });
+  }
 }
 
 function openMessage(transaction: HarakaTransaction): Readable {

@@ -5,9 +5,11 @@
 # 1. npm packages from the lockfile, which include Node 24 itself (the `node` package): the
 #    machine's own Node may be older, so everything below runs on node_modules/.bin/node.
 # 2. Debian packages the tests and the local scanners need (scripts/ensure-deps.sh installs
-#    them when running as root, and otherwise says what to install). `start` needs them only
-#    when it will run clamd or spamd itself, i.e. when MOAT_CLAMD or MOAT_SPAMD is unset; if
-#    they cannot be installed it goes on, and the gateway then says which scanner is missing.
+#    them when running as root, and otherwise says what to install). `start` needs only the
+#    scanners it will run itself: clamd when MOAT_CLAMD is unset, spamd when MOAT_SPAMD is
+#    unset, neither with MOAT_LOCAL_SCANNERS=off (an address set in config/moat.ini instead of
+#    the environment is not seen here, so the package is then installed needlessly). If they
+#    cannot be installed it goes on, and the gateway then says which scanner is missing.
 # 3. The TypeScript build, into dist/.
 set -eu
 cd "$(dirname "$0")/.."
@@ -31,8 +33,15 @@ case "$what" in
   test) sh scripts/ensure-deps.sh ;;
   bench|soak) sh scripts/ensure-deps.sh --bench ;;
   start)
-    if [ -z "${MOAT_CLAMD:-}" ] || [ -z "${MOAT_SPAMD:-}" ]; then
-      sh scripts/ensure-deps.sh || echo "moat: continuing without the missing packages" >&2
+    scanners=""
+    if [ "${MOAT_LOCAL_SCANNERS:-auto}" != off ]; then
+      if [ -z "${MOAT_CLAMD:-}" ]; then scanners="--clamd"; fi
+      if [ -z "${MOAT_SPAMD:-}" ]; then scanners="$scanners --spamd"; fi
+    fi
+    if [ -n "$scanners" ]; then
+      # shellcheck disable=SC2086 # one or two flags, meant to split into words
+      sh scripts/ensure-deps.sh $scanners \
+        || echo "moat: continuing without the missing packages" >&2
     fi
     ;;
 esac

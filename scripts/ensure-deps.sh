@@ -3,7 +3,10 @@
 #
 # Checks for redis-server, redis-cli, clamd, clamscan, spamd, spamassassin, openssl,
 # prometheus and promtool (the observability tests), and docker-compose (validates the compose
-# file). When all are there it does nothing (fast, no network). When some are missing:
+# file). With --scanners (what `npm start` needs for its local scanners) it checks only clamd
+# and spamd (Debian packages clamav-daemon, spamd, and spamassassin, which spamd runs);
+# --clamd or --spamd narrow that to one of them. When all are there it does nothing (fast, no
+# network). When some are missing:
 #   - as root: one `apt-get update`, then installs the Debian packages that provide them;
 #   - otherwise: prints the packages to install and exits 1.
 #
@@ -17,24 +20,38 @@
 # "No configuration": no main.cf is written, so no Postfix daemon runs or listens afterwards
 # (the benchmark starts smtp-sink itself on a loopback port and stops it).
 #
-# Usage: sh scripts/ensure-deps.sh [--check] [--bench]   (--check: report only, never install)
+# Usage: sh scripts/ensure-deps.sh [--check] [--bench | --scanners | --clamd | --spamd]
+#   --check: report only, never install
 
 set -eu
 
+usage="usage: ensure-deps.sh [--check] [--bench | --scanners | --clamd | --spamd]"
 check_only=no
 bench=no
+clamd=no
+spamd=no
 for arg in "$@"; do
     case "$arg" in
         --check) check_only=yes ;;
         --bench) bench=yes ;;
-        *) echo "usage: ensure-deps.sh [--check] [--bench]" >&2; exit 64 ;;
+        --scanners) clamd=yes; spamd=yes ;;
+        --clamd) clamd=yes ;;
+        --spamd) spamd=yes ;;
+        *) echo "$usage" >&2; exit 64 ;;
     esac
 done
 
 # command:package pairs. Daemons live in /usr/sbin, which a non-root PATH may lack.
-NEEDS="redis-server:redis-server redis-cli:redis-tools clamd:clamav-daemon clamscan:clamav
-spamd:spamd spamassassin:spamassassin openssl:openssl prometheus:prometheus promtool:prometheus
-docker-compose:docker-compose"
+if [ "$clamd" = yes ] || [ "$spamd" = yes ]; then
+    # Only the local scanners of `npm start`: no test tools.
+    NEEDS=""
+    if [ "$clamd" = yes ]; then NEEDS="clamd:clamav-daemon"; fi
+    if [ "$spamd" = yes ]; then NEEDS="$NEEDS spamd:spamd spamassassin:spamassassin"; fi
+else
+    NEEDS="redis-server:redis-server redis-cli:redis-tools clamd:clamav-daemon clamscan:clamav
+spamd:spamd spamassassin:spamassassin openssl:openssl prometheus:prometheus
+promtool:prometheus docker-compose:docker-compose"
+fi
 if [ "$bench" = yes ]; then NEEDS="$NEEDS smtp-source:postfix smtp-sink:postfix"; fi
 
 have() {

@@ -1,7 +1,7 @@
 /*
  * Integration tests of the Forwarder against a real SMTP server on 127.0.0.1 (test-server.ts):
- * byte-exact delivery, per-recipient refusals, downstream errors and deadlines, bad input,
- * recipient verification and the readiness probe.
+ * byte-exact delivery, per-recipient refusals (5xx: the others get it; 4xx: all deferred),
+ * downstream errors and deadlines, bad input, recipient verification and the readiness probe.
  */
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -111,6 +111,39 @@ describe('Forwarder against a real SMTP server', () => {
     assert.match(byRecipient.get('gone@corp.example')?.text ?? '', /No such user/);
     assert.equal(byRecipient.get('bob@corp.example')?.accepted, true);
     assert.deepEqual(server.messages[0]?.recipients, ['bob@corp.example', 'carol@corp.example']);
+  });
+
+  it('defers the whole message when one recipient is deferred and others accepted', async () => {
+    server.refuse.set('full@corp.example', { code: 452, message: 'Mailbox full' });
+    server.refuse.set('gone@corp.example', { code: 550, message: 'No such user' });
+    const sender = forwarder();
+    const opened = server.connections;
+
+    const result = await sender.deliver(
+      { sender: 'alice@sender.example',
+        recipients: ['bob@corp.example', 'full@corp.example', 'gone@corp.example'] },
+      messageSource(MESSAGE), 100);
+
+    assert.equal(result.outcome, 'tempfail');
+    assert.equal(result.code, 452);
+    assert.match(result.text, /Mailbox full/);
+    assert.match(result.detail, /full@corp\.example deferred with 452/);
+    const byRecipient = new Map(result.recipients.map((entry) => [entry.recipient, entry]));
+    assert.deepEqual([...byRecipient.keys()].sort(),
+      ['bob@corp.example', 'full@corp.example', 'gone@corp.example']);
+    assert.ok(result.recipients.every((entry) => !entry.accepted));
+    assert.equal(byRecipient.get('bob@corp.example')?.code, 452);
+    assert.equal(byRecipient.get('gone@corp.example')?.code, 550);
+    assert.equal(server.messages.length, 0);
+
+    // The RSET left the connection clean: the next message reuses it, for its recipient only.
+    server.refuse.clear();
+    const next = await sender.deliver(
+      { sender: 'alice@sender.example', recipients: ['carol@corp.example'] },
+      messageSource(MESSAGE), 100);
+    assert.equal(next.outcome, 'delivered');
+    assert.deepEqual(server.messages.map((entry) => entry.recipients), [['carol@corp.example']]);
+    assert.equal(server.connections, opened + 1);
   });
 
   it('tempfails when every recipient is refused and one refusal was temporary', async () => {

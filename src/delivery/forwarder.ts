@@ -4,9 +4,13 @@
  * the downstream said 250.
  *
  * Decisions (the reply Moat should give):
- *   downstream unreachable, connect deadline, TLS required but unavailable  -> tempfail 451 4.4.1
+ *   downstream unreachable, no greeting within the connect deadline, EHLO refused or stuck,
+ *   TLS required but unavailable                                        -> tempfail 451 4.4.1
  *   MAIL refused                         -> its class: 4xx tempfail, 5xx rejected
- *   some RCPT refused                    -> message goes to the others; those get their reply
+ *   some RCPT refused with 4xx           -> RSET, no DATA: tempfail for all with that 4xx reply,
+ *                                           so the client retries every recipient later
+ *   some RCPT refused, all with 5xx      -> message goes to the others; partial, and the
+ *                                           refused ones carry their 5xx reply
  *   every RCPT refused                   -> tempfail if any was 4xx, else rejected
  *   final dot 2xx / 4xx / 5xx            -> delivered (partial if some RCPT refused) / tempfail
  *                                           / rejected
@@ -15,6 +19,13 @@
  * A downstream 421 is relayed as 451: 421 would tell the client we are closing its session.
  *
  * Needs: the downstream from DownstreamConfig.address (see pool.ts and smtp-client.ts).
+ *
+ * LIMITATION: after DATA an SMTP client gets one reply for every recipient, so a recipient
+ * refused permanently at delivery time (partial) is not told to the sender: Moat sends no DSN.
+ * The caller logs and counts each one; `recipients = verify` refuses them at RCPT instead. And
+ * a recipient the downstream keeps deferring holds back the others of the same message until
+ * it is taken or the sender gives up (the sender then bounces all of them: nothing is lost
+ * silently).
  *
  * LIMITATION: when the final-dot deadline (dataTimeoutMs) passes, Moat destroys the socket and
  * answers 4xx. A compliant downstream discards a message whose final reply it could not send,
@@ -176,13 +187,27 @@ export class Forwarder implements Delivery {
       recipient, ...(reply ? relayable(reply) : CONNECTION_LOST), accepted: false,
     }));
 
+    const firstTemporary = refusedResults.find(({ code }) => replyClass(code) !== 5);
     if (accepted.length === 0) {
       this.pool.release(client, true);
-      const firstTemporary = refusedResults.find(({ code }) => replyClass(code) === 4);
       const chosen = firstTemporary ?? refusedResults[0] ?? CONNECTION_LOST;
       const answer = { code: chosen.code, enhanced: chosen.enhanced, text: chosen.text };
       return finish(firstTemporary ? 'tempfail' : 'rejected', answer, refusedResults, tls,
         'every recipient refused');
+    }
+
+    // A recipient deferred (4xx) while others were taken: after DATA the client can only get
+    // one reply for all, so defer all. RSET first: nothing is delivered, the retry carries all.
+    if (firstTemporary) {
+      this.pool.release(client, await client.reset());
+      const answer = { code: firstTemporary.code, enhanced: firstTemporary.enhanced,
+        text: firstTemporary.text };
+      const heldBack = accepted.map(({ recipient }): RecipientResult => ({
+        recipient, ...answer, accepted: false,
+      }));
+      return finish('tempfail', answer, [...heldBack, ...refusedResults], tls,
+        `${firstTemporary.recipient} deferred with ${firstTemporary.code}: message deferred `
+        + `for all ${envelope.recipients.length} recipients (RSET before DATA)`);
     }
 
     // DATA: stream the message and wait for the reply to the final dot.

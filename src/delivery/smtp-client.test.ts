@@ -1,7 +1,8 @@
 /*
  * Integration tests of the SMTP client's session setup against real servers on 127.0.0.1:
  * STARTTLS in opportunistic and required modes (certificate made with openssl at test time),
- * a downstream that never greets, and one that talks nonsense.
+ * a downstream that never greets (given up at the connect deadline), and one that talks
+ * nonsense.
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -109,15 +110,21 @@ describe('a misbehaving downstream', () => {
     for (const server of servers) server.close();
   });
 
-  it('gives up on a server that accepts but never greets', async () => {
+  it('gives up on a server that accepts but never greets, at connectTimeoutMs', async () => {
     const sockets: net.Socket[] = [];
     const address = await rawServer((socket) => sockets.push(socket));
 
-    const failure = await SmtpClient.open(testDownstreamConfig(address, { commandTimeoutMs: 150 }),
-      address).then(() => null, (error: unknown) => error);
+    // The error names the deadline that ended the wait: the connect one, not the command one.
+    const config = testDownstreamConfig(address, { connectTimeoutMs: 150,
+      commandTimeoutMs: 5000 });
+    const failure = await SmtpClient.open(config, address).then(() => null,
+      (error: unknown) => error);
 
     assert.ok(failure instanceof DownstreamError);
     assert.deepEqual([failure.failure, failure.stage], ['timeout', 'greeting']);
+    assert.equal(failure.beforeSession, true);
+    assert.match(failure.message, /within 1[0-5]\d ms/);
+    assert.equal(sockets.length, 1, 'the server never saw the connection');
     for (const socket of sockets) socket.destroy();
   });
 

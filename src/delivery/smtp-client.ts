@@ -6,10 +6,12 @@
  * BODY=8BITMIME when offered), RCPT TO (pipelined when PIPELINING is offered), DATA with a
  * dot-stuffed, CRLF-checked body streamed with backpressure, RSET and QUIT.
  *
- * Every wait has a deadline: connectTimeoutMs for TCP and the TLS handshake, commandTimeoutMs
- * for each reply and each socket drain, dataTimeoutMs for the reply to the final dot. A missed
- * deadline, a socket error or an unparsable reply destroys the socket; the client is then dead
- * for good (`usable` is false) and every later call throws the same DownstreamError.
+ * Every wait has a deadline: connectTimeoutMs for the TCP connect and the greeting together (one
+ * deadline from the connect to the 220, so a server that accepts and then says nothing counts
+ * as down, not slow) and for the TLS handshake; commandTimeoutMs for each later reply and each
+ * socket drain; dataTimeoutMs for the reply to the final dot. A missed deadline, a socket error
+ * or an unparsable reply destroys the socket; the client is then dead for good (`usable` is
+ * false) and every later call throws the same DownstreamError.
  *
  * Needs: network access to the downstream; the CA file if one is configured. The downstream is
  * trusted to be our own server, but its replies are still parsed defensively (see reply.ts).
@@ -84,10 +86,14 @@ export class SmtpClient {
 
   /** Opens a connection ready for a transaction (greeting, EHLO, STARTTLS done). */
   static async open(config: ClientConfig, address: HostPort): Promise<SmtpClient> {
+    const started = performance.now();
     const socket = await connectTcp(address, config.connectTimeoutMs);
     const client = new SmtpClient(config, address, socket);
     try {
-      await client.startSession();
+      // What the connect left of connectTimeoutMs is the greeting's deadline.
+      const greetingMs = Math.max(1, Math.round(config.connectTimeoutMs
+        - (performance.now() - started)));
+      await client.startSession(greetingMs);
     } catch (error) {
       client.destroy();
       throw error;
@@ -201,8 +207,8 @@ export class SmtpClient {
 
   // ---- session setup ----
 
-  private async startSession(): Promise<void> {
-    const greeting = await this.readReply('greeting', this.config.commandTimeoutMs);
+  private async startSession(greetingMs: number): Promise<void> {
+    const greeting = await this.readReply('greeting', greetingMs);
     if (greeting.code !== 220) throw this.refusal('greeting', greeting);
     await this.hello();
     if (this.config.tls === 'off') return;

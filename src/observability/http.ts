@@ -9,7 +9,8 @@
  *
  *   GET /metrics  200 Prometheus text; 503 when a worker did not answer in time
  *   GET /healthz  200 "ok" for as long as the process can answer at all
- *   GET /readyz   200 or 503, JSON { ready, checks: { name: { ok, detail } } }
+ *   GET /readyz   200 or 503, JSON { ready, checks: { name: { ok, detail, advisory? } } };
+ *                 a check marked advisory is reported but never makes the answer 503
  *   anything else 404; a known path with a method other than GET or HEAD gets 405
  *
  * Listen on loopback or a management network only: the endpoint has no authentication, and
@@ -27,6 +28,8 @@ import { healthRegistry } from './metrics-health';
 export interface CheckResult {
   ok: boolean;
   detail: string;
+  /** Reported only: its failure does not make the node unready (see readinessFromChecks). */
+  advisory?: boolean;
 }
 
 export interface Readiness {
@@ -98,11 +101,16 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
 
 /**
  * Builds a `readiness` function from named checks, each given its own deadline: a check that
- * throws or does not finish in time counts as not ok, and the others still report.
+ * throws or does not finish in time counts as not ok, and the others still report. Checks
+ * named in `advisory` are reported with `advisory: true` and left out of `ready`: they watch a
+ * dependency the mail path does without (fail-open), so its outage must not take the node out
+ * of a load balancer.
  */
 export function readinessFromChecks(
   checks: Record<string, () => Promise<CheckResult>>, deadlineMs: number,
+  options: { advisory?: readonly string[] } = {},
 ): () => Promise<Readiness> {
+  const advisory = new Set(options.advisory ?? []);
   return async () => {
     const names = Object.keys(checks);
     const results = await Promise.all(
@@ -111,8 +119,12 @@ export function readinessFromChecks(
     );
 
     const described: Record<string, CheckResult> = {};
-    names.forEach((name, index) => { described[name] = results[index]!; });
-    return { ready: results.every((result) => result.ok), checks: described };
+    names.forEach((name, index) => {
+      const { ok, detail } = results[index]!;
+      described[name] = advisory.has(name) ? { ok, detail, advisory: true } : { ok, detail };
+    });
+    const ready = names.every((name, index) => advisory.has(name) || results[index]!.ok);
+    return { ready, checks: described };
   };
 }
 

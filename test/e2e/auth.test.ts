@@ -2,7 +2,8 @@
  * End to end: sender authentication over real SMTP against a real DNS server on loopback.
  *
  * One Moat process, one DNS server holding every record the scenarios need, one internal
- * server. The client presents 192.0.2.10 (TEST-NET-1) with a PROXY header, so SPF judges that
+ * server, and a second Moat for auth.spf_fail_stage = mail (a setting of the whole process).
+ * The client presents 192.0.2.10 (TEST-NET-1) with a PROXY header, so SPF judges that
  * address. Keys and signatures are made here (node:crypto, mailauth's signer and sealer).
  * Each scenario sends to its own recipient, so the decision line and the delivered copy are
  * found by it; each uses its own domains, so cached DNS answers never leak between them.
@@ -36,15 +37,18 @@ before(async () => {
   gateway = await startGateway({
     env: {
       MOAT_DOWNSTREAM: downstream.address, MOAT_DNS_SERVERS: dns.address,
-      MOAT_PROXY_HOSTS: '127.0.0.1', MOAT_DOMAINS: 'example.com,tagged.example,tempfail.example',
+      MOAT_PROXY_HOSTS: '127.0.0.1',
+      MOAT_DOMAINS: 'example.com,tagged.example,tempfail.example,unchecked.example',
     },
     ini: [
       '[smtp]', `hostname = ${AUTHSERV_ID}`,
       '[dns]', 'timeout = 300ms', 'attempts = 1',
       '[auth]', 'spf_fail_action = reject', 'arc_trusted_sealers = lists.example',
+      'dkim_reject_rsa_sha1 = true',
       'dmarc_exempt_domains = partner.example',
       '[domain tagged.example]', 'auth_policy = tag',
       '[domain tempfail.example]', 'auth_temperror = tempfail',
+      '[domain unchecked.example]', 'auth_policy = off',
       '',
     ].join('\n'),
   });
@@ -79,12 +83,7 @@ async function send(
   name: string, mailFrom: string, data: string, domain = 'example.com',
 ): Promise<Outcome> {
   const recipient = `${name}@${domain}`;
-  const steps = await sendMail({
-    host: gateway.host, port: gateway.port, from: mailFrom, to: [recipient], data,
-    helo: 'client.sender.example',
-    proxy: proxyV1Header({ sourceAddress: CLIENT_IP, sourcePort: 40000,
-      destinationAddress: '127.0.0.1', destinationPort: 25 }),
-  });
+  const steps = await talk(gateway, mailFrom, recipient, data);
   const last = [...steps].reverse().find((step) => step.step !== 'QUIT');
   const final = { code: last?.reply.code ?? 0, text: last?.reply.lines.join(' ') ?? '' };
   const decision = await gateway.waitForDecision((line) => {
@@ -93,6 +92,24 @@ async function send(
   });
   const delivered = downstream.messages.find((entry) => entry.rcptTo.includes(recipient));
   return { steps, final, decision, delivered };
+}
+
+/** One transaction from CLIENT_IP (presented with a PROXY header) to `target`. */
+function talk(
+  target: Gateway, mailFrom: string, recipient: string, data: string,
+): Promise<SendMailStep[]> {
+  return sendMail({
+    host: target.host, port: target.port, from: mailFrom, to: [recipient], data,
+    helo: 'client.sender.example',
+    proxy: proxyV1Header({ sourceAddress: CLIENT_IP, sourcePort: 40000,
+      destinationAddress: '127.0.0.1', destinationPort: 25 }),
+  });
+}
+
+/** The evidence of the check that decided the message (the decision line's `detail`). */
+function decidingEvidence(outcome: Outcome): Record<string, unknown> {
+  const evidence = outcome.decision['evidence'] as { detail?: Record<string, unknown> };
+  return evidence.detail ?? {};
 }
 
 /** Every "check=result(reason)" of the decision line. */
@@ -192,6 +209,52 @@ describe('SPF at MAIL FROM', () => {
   });
 });
 
+describe('SPF with auth.spf_fail_stage = mail', () => {
+  let mailStage: Gateway;
+
+  before(async () => {
+    mailStage = await startGateway({
+      env: {
+        MOAT_DOWNSTREAM: downstream.address, MOAT_DNS_SERVERS: dns.address,
+        MOAT_PROXY_HOSTS: '127.0.0.1', MOAT_DOMAINS: 'example.com,tagged.example',
+      },
+      ini: [
+        '[smtp]', `hostname = ${AUTHSERV_ID}`,
+        '[dns]', 'timeout = 300ms', 'attempts = 1',
+        '[auth]', 'spf_fail_action = reject', 'spf_fail_stage = mail',
+        '[domain tagged.example]', 'auth_policy = tag',
+        '',
+      ].join('\n'),
+    });
+  });
+
+  after(async () => {
+    await mailStage?.stop();
+  });
+
+  test('fail: 550 5.7.23 at MAIL FROM, before any RCPT, whatever the recipient domain',
+    async () => {
+      dns.add('spf-fail-mail.example', 'TXT', 'v=spf1 ip4:198.51.100.1 -all');
+      const sender = 'alice@spf-fail-mail.example';
+      // A tag-only recipient domain: at MAIL no recipient is known, so the global policy holds.
+      const steps = await talk(mailStage, sender, 'spf-mail@tagged.example',
+        basicMessage(sender, 'spf-fail-mail'));
+      const mail = steps.find((step) => step.step === 'MAIL');
+      assert.equal(mail?.reply.code, 550, JSON.stringify(steps));
+      assert.match(mail?.reply.lines.join(' ') ?? '', /^5\.7\.23 .*spf-fail-mail\.example/);
+      assert.ok(!steps.some((step) => step.step.startsWith('RCPT')), 'RCPT was sent');
+
+      const line = await mailStage.waitForDecision((entry) => entry['reason'] === 'spf-fail'
+        && (entry['envelope'] as { from?: string } | undefined)?.from === sender);
+      assert.deepEqual([line['event'], line['phase'], line['action']],
+        ['message', 'mail', 'reject']);
+      assert.equal((line['evidence'] as Record<string, unknown>)['domain'],
+        'spf-fail-mail.example');
+      assert.ok(!downstream.messages.some((entry) =>
+        entry.rcptTo.includes('spf-mail@tagged.example')));
+    });
+});
+
 // ---- DKIM ----------------------------------------------------------------------------------
 
 describe('DKIM', () => {
@@ -252,6 +315,39 @@ describe('DKIM', () => {
       assert.match(ourAuthResults(outcome), expected);
     });
   }
+
+  test('rsa-sha1 signature (dkim_reject_rsa_sha1 = true): verified, but not a pass', async () => {
+    const outcome = await dkimCase('rsa-sha1', async (domain) => {
+      dns.add(`s1._domainkey.${domain}`, 'TXT', key.record);
+      return dkimSigned(basicMessage(`alice@${domain}`, 'dkim-rsa-sha1'),
+        { domain, selector: 's1', key, algorithm: 'rsa-sha1' });
+    });
+    assertDelivered(outcome);
+    assert.doesNotMatch(dkimEvidence(outcome), /dkim=pass/);
+    assert.ok(dkimEvidence(outcome).length > 0, results(outcome).join(' '));
+    assert.match(ourAuthResults(outcome), /dkim=(?!pass)\w+ [^;]*header\.a=rsa-sha1/);
+  });
+
+  test('rsa-sha1 signature cannot satisfy DMARC: p=reject refuses what rsa-sha256 passes',
+    async () => {
+      async function signedBy(name: string, algorithm: string): Promise<Outcome> {
+        const author = `dkim-${name}.example`;
+        dns.add(`_dmarc.${author}`, 'TXT', 'v=DMARC1; p=reject');
+        dns.add(`s1._domainkey.${author}`, 'TXT', key.record);
+        dns.add(`bulk-${name}.example`, 'TXT', SPF_PASS);
+        const data = await dkimSigned(basicMessage(`ceo@${author}`, `dkim-${name}`),
+          { domain: author, selector: 's1', key, algorithm });
+        return send(`dkim-${name}`, `bounce@bulk-${name}.example`, data);
+      }
+      const sha256 = await signedBy('sha256-dmarc', 'rsa-sha256');
+      assertDelivered(sha256);
+      assert.ok(results(sha256).includes('dmarc=pass'), results(sha256).join(' '));
+
+      const sha1 = await signedBy('sha1-dmarc', 'rsa-sha1');
+      assertRefused(sha1, 550, '5.7.1');
+      assert.equal(sha1.decision['reason'], 'dmarc-reject');
+      assert.ok(results(sha1).includes('dkim=fail'), results(sha1).join(' '));
+    });
 
   test('l= with content appended: policy, and DMARC p=reject refuses the message', async () => {
     const domain = 'dkim-length.example';
@@ -326,11 +422,50 @@ describe('DMARC', () => {
     assert.ok(results(outcome).includes('dmarc=pass'), results(outcome).join(' '));
   });
 
-  test('strict alignment (adkim=s): the same subdomain signature does not', async () => {
-    dns.add('_dmarc.dmarc-strict.example', 'TXT', 'v=DMARC1; p=reject; adkim=s; aspf=s');
-    const outcome = await unaligned('strict', 'dmarc-strict.example', 'mail.dmarc-strict.example');
-    assertRefused(outcome, 550, '5.7.1');
+  test('strict alignment (aspf=s adkim=s): what aligns relaxed is refused strict', async () => {
+    // Envelope and signature both from mail.<author>: SPF and DKIM pass, and both align only
+    // under relaxed alignment. The two records differ in adkim/aspf alone.
+    async function fromSubdomain(name: string, record: string): Promise<Outcome> {
+      const author = `dmarc-${name}.example`;
+      const sub = `mail.${author}`;
+      dns.add(`_dmarc.${author}`, 'TXT', record);
+      dns.add(sub, 'TXT', SPF_PASS);
+      dns.add(`s1._domainkey.${sub}`, 'TXT', key.record);
+      const data = await dkimSigned(basicMessage(`ceo@${author}`, `dmarc-${name}`),
+        { domain: sub, selector: 's1', key });
+      return send(`dmarc-${name}`, `bounce@${sub}`, data);
+    }
+    const relaxed = await fromSubdomain('strict-control', 'v=DMARC1; p=reject');
+    assertDelivered(relaxed);
+    assert.ok(results(relaxed).includes('dmarc=pass'), results(relaxed).join(' '));
+
+    const strict = await fromSubdomain('strict', 'v=DMARC1; p=reject; adkim=s; aspf=s');
+    assertRefused(strict, 550, '5.7.1');
+    assert.equal(strict.decision['reason'], 'dmarc-reject');
+    for (const passed of ['spf=pass', 'dkim=pass']) {
+      assert.ok(results(strict).includes(passed), results(strict).join(' '));
+    }
+    const alignment = decidingEvidence(strict)['alignment'] as Record<string, unknown>;
+    assert.equal(alignment['mode'], 'aspf=s adkim=s', JSON.stringify(alignment));
+    assert.deepEqual([alignment['spf'], alignment['dkim']], ['none', 'none'],
+      JSON.stringify(alignment));
   });
+
+  test('SPF alignment alone: an unsigned message from the envelope domain passes p=reject',
+    async () => {
+      const domain = 'dmarc-spf-aligned.example';
+      dns.add(`_dmarc.${domain}`, 'TXT', 'v=DMARC1; p=reject');
+      dns.add(domain, 'TXT', SPF_PASS);
+      const outcome = await send('dmarc-spf-aligned', `bounce@${domain}`,
+        basicMessage(`ceo@${domain}`, 'dmarc-spf-aligned'));
+      assertDelivered(outcome);
+      for (const word of ['spf=pass', 'dkim=none', 'dmarc=pass']) {
+        assert.ok(results(outcome).includes(word), results(outcome).join(' '));
+      }
+      assert.match(ourAuthResults(outcome), /dkim=none/);
+      assert.match(ourAuthResults(outcome),
+        /dmarc=pass [^;]*header\.from=dmarc-spf-aligned\.example/);
+    });
 
   test('subdomain policy: sp=reject applies to a subdomain without its own record', async () => {
     dns.add('_dmarc.dmarc-sp.example', 'TXT', 'v=DMARC1; p=none; sp=reject');
@@ -355,6 +490,25 @@ describe('DMARC', () => {
     assert.equal(outcome.decision['action'], 'tag');
     assert.match(outcome.delivered?.data.toString() ?? '', /\r\nX-Moat-Auth: dmarc=fail /);
   });
+
+  test('a domain whose policy is off: SPF fail and a p=reject failure are only recorded',
+    async () => {
+      // For example.com both would refuse (SPF at RCPT, DMARC at the dot); here neither acts.
+      const domain = 'dmarc-off.example';
+      dns.add(domain, 'TXT', 'v=spf1 ip4:198.51.100.1 -all');
+      dns.add(`_dmarc.${domain}`, 'TXT', 'v=DMARC1; p=reject');
+      const outcome = await send('dmarc-off', `alice@${domain}`,
+        basicMessage(`ceo@${domain}`, 'dmarc-off'), 'unchecked.example');
+      assertDelivered(outcome);
+      assert.equal(outcome.steps.find((step) => step.step.startsWith('RCPT'))?.reply.code, 250);
+      assert.equal(outcome.decision['action'], 'deliver');
+      assert.equal(outcome.decision['reason'], 'downstream-accepted');
+      for (const word of ['spf=fail', 'dmarc=fail']) {
+        assert.ok(results(outcome).includes(word), results(outcome).join(' '));
+      }
+      assert.doesNotMatch(outcome.delivered?.data.toString() ?? '', /\r\nX-Moat-Auth:/);
+      assert.match(ourAuthResults(outcome), /spf=fail .*dmarc=fail /);
+    });
 });
 
 // ---- ARC -----------------------------------------------------------------------------------
@@ -391,6 +545,9 @@ describe('ARC', () => {
     const outcome = await forwarded('untrusted', 'other-list.example');
     assertRefused(outcome, 550, '5.7.1');
     assert.equal(outcome.decision['reason'], 'dmarc-reject');
+    // The chain itself verified: only the sealer's standing kept it from overriding.
+    assert.ok(results(outcome).includes('arc=pass'), results(outcome).join(' '));
+    assert.equal(decidingEvidence(outcome)['override'], undefined);
   });
 
   test('a broken chain from a trusted sealer does not', async () => {

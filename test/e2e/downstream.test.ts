@@ -9,18 +9,25 @@
  * Gateways started here (one per configuration, shared by the tests that need it):
  *   main     MOAT_DOWNSTREAM = a plain downstream, [downstream] data_timeout = 1s
  *   dead     MOAT_DOWNSTREAM = a loopback port nothing listens on
+ *   silent   MOAT_DOWNSTREAM = a TCP listener that accepts and never sends a greeting;
+ *            default deadlines, so the test proves the shipped connect_timeout
  *   tls      [downstream] tls = required with the test CA, tls_name = localhost / wrong.example
  *   verify   [domains] recipients = verify, with its own downstream (stopped by the last test)
+ *   held     a rule that quarantines: the stored message's decision line and its evidence
  *
  * Needs: dist/ built, openssl (test certificates).
  */
 
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { startDownstream, type Downstream } from '../harness/downstream';
 import { startGateway, type Gateway } from '../harness/gateway';
-import { freePort } from '../harness/ports';
+import { freePort, LOOPBACK } from '../harness/ports';
+import { makeTempDir } from '../harness/process';
 import {
   dotStuff, sendMail, SmtpTalk, type SendMailStep, type SmtpTalkReply,
 } from '../harness/smtp-talk';
@@ -56,6 +63,14 @@ function deliveryFor(gateway: Gateway, recipient: string): Promise<Record<string
   return gateway.waitForDecision((line) => line['event'] === 'delivery'
     && JSON.stringify((line['envelope'] as { to?: unknown } | undefined)?.to ?? [])
       .includes(recipient));
+}
+
+/** The gateway's /metrics text. */
+async function metricsOf(gateway: Gateway): Promise<string> {
+  const response = await fetch(`http://${gateway.host}:${gateway.metricsPort}/metrics`,
+    { signal: AbortSignal.timeout(5000) });
+  assert.equal(response.status, 200);
+  return response.text();
 }
 
 /** A quiet moment for a reply the gateway might still send, before asserting it did not. */
@@ -158,24 +173,65 @@ describe('downstream: a working internal server', () => {
     assert.equal(line['reason'], 'downstream-accepted');
   });
 
-  test('one recipient refused by the internal server: 250, the others get the message',
-    async () => {
-      downstream.reset();
-      downstream.refuseRecipient('carol@example.com', { code: 550, text: '5.1.1 No such user' });
-      const to = ['bob@example.com', 'carol@example.com', 'dave@example.com'];
-      const steps = await mail(gateway, to, message('partial'));
-      for (const recipient of to) assert.equal(replyOf(steps, `RCPT ${recipient}`).code, 250);
-      assert.equal(replyOf(steps, 'message').code, 250, replyOf(steps, 'message').raw);
+  test('one recipient refused (550) by the internal server: 250, the others get the message, '
+    + 'the refusal is a recipient line and a count', async () => {
+    downstream.reset();
+    downstream.refuseRecipient('carol@example.com', { code: 550, text: '5.1.1 No such user' });
+    const to = ['bob@example.com', 'carol@example.com', 'dave@example.com'];
+    const steps = await mail(gateway, to, message('partial'));
+    for (const recipient of to) assert.equal(replyOf(steps, `RCPT ${recipient}`).code, 250);
+    assert.equal(replyOf(steps, 'message').code, 250, replyOf(steps, 'message').raw);
 
-      const [delivered] = await downstream.waitForMessages(1);
-      assert.deepEqual(delivered?.rcptTo, ['bob@example.com', 'dave@example.com']);
+    const [delivered] = await downstream.waitForMessages(1);
+    assert.deepEqual(delivered?.rcptTo, ['bob@example.com', 'dave@example.com']);
 
-      const line = await deliveryFor(gateway, 'carol@example.com');
-      assert.equal(line['reason'], 'downstream-partial');
-      const refused = (line['evidence'] as { refused?: string[] }).refused ?? [];
-      assert.equal(refused.length, 1, JSON.stringify(line));
-      assert.match(refused[0] ?? '', /^carol@example\.com 550 5\.1\.1/);
-    });
+    const line = await deliveryFor(gateway, 'carol@example.com');
+    assert.equal(line['reason'], 'downstream-partial');
+    const refused = (line['evidence'] as { refused?: string[] }).refused ?? [];
+    assert.equal(refused.length, 1, JSON.stringify(line));
+    assert.match(refused[0] ?? '', /^carol@example\.com 550 5\.1\.1/);
+
+    // One decision line for the refused recipient alone, with its reason code and reply.
+    const recipientLine = await gateway.waitForDecision((entry) => entry['event'] === 'recipient'
+      && entry['phase'] === 'queue' && entry['message_id'] === line['message_id']);
+    assert.equal(recipientLine['action'], 'reject');
+    assert.equal(recipientLine['reason'], 'downstream-rejected');
+    assert.deepEqual((recipientLine['envelope'] as { to?: unknown }).to, ['carol@example.com']);
+    assert.equal((recipientLine['downstream'] as { code?: unknown }).code, 550);
+    const others = gateway.decisions().filter((entry) => entry['event'] === 'recipient'
+      && entry['message_id'] === line['message_id']);
+    assert.equal(others.length, 1, 'only the refused recipient gets a line');
+    const counted = (await metricsOf(gateway)).split('\n').filter((entry) =>
+      entry.startsWith('moat_recipients_total{') && entry.includes('action="reject"')
+      && entry.includes('reason="downstream-rejected"'));
+    assert.match(counted[0] ?? '', /\} [1-9]\d*$/, 'refusal not counted');
+  });
+
+  test('one recipient deferred (452) by the internal server: 452 for the whole message, '
+    + 'nothing delivered, and the retry reaches every recipient', async () => {
+    downstream.reset();
+    downstream.refuseRecipient('judy@example.com', { code: 452, text: '4.2.2 Mailbox full' });
+    const to = ['ivan@example.com', 'judy@example.com', 'ken@example.com'];
+    const steps = await mail(gateway, to, message('deferred recipient'));
+    for (const recipient of to) assert.equal(replyOf(steps, `RCPT ${recipient}`).code, 250);
+    const reply = replyOf(steps, 'message');
+    assert.match(reply.raw, /^452 4\.2\.2 Mailbox full/);
+
+    const line = await deliveryFor(gateway, 'judy@example.com');
+    assert.equal(line['action'], 'tempfail');
+    assert.equal(line['reason'], 'downstream-tempfail');
+    await settle();
+    assert.equal(downstream.messages.length, 0, 'a deferred message reached the internal server');
+
+    // The sender retries all three once the mailbox has room; each gets exactly one copy.
+    downstream.reset();
+    const retry = await mail(gateway, to, message('deferred recipient'));
+    assert.equal(replyOf(retry, 'message').code, 250, replyOf(retry, 'message').raw);
+    const delivered = await downstream.waitForMessages(1);
+    await settle();
+    assert.equal(downstream.messages.length, 1);
+    assert.deepEqual(delivered[0]?.rcptTo, to);
+  });
 
   test('the final dot refused with 554: the client gets 5xx with the text made safe',
     async () => {
@@ -262,6 +318,43 @@ describe('downstream: nothing listening on the internal server port', () => {
     + 'documents', async () => {
     const { reply } = await timedMessage(gateway, 'carl@example.com', message('down again'));
     assert.match(reply.raw, /^451 4\.4\.1 /);
+  });
+});
+
+describe('downstream: a server that accepts the connection and never greets', () => {
+  const sockets: Socket[] = [];
+  const received: Buffer[] = [];
+  let listener: Server;
+  let gateway: Gateway;
+
+  before(async () => {
+    listener = createServer((socket) => {
+      sockets.push(socket);
+      socket.on('data', (chunk: Buffer) => received.push(chunk));
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => listener.listen(0, LOOPBACK, resolve));
+    const { port } = listener.address() as AddressInfo;
+    gateway = await startGateway({ env: { MOAT_DOWNSTREAM: `${LOOPBACK}:${port}` } });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => listener.close(() => resolve()));
+  });
+
+  test('the client gets 451 4.4.1 within the 5 s deadline; nothing is sent on', async () => {
+    const { reply, elapsedMs } = await timedMessage(gateway, 'bob@example.com', message('silent'));
+    assert.match(reply.raw, /^451 4\.4\.1 /);
+    assert.ok(elapsedMs < 5000, `reply took ${Math.round(elapsedMs)} ms`);
+
+    assert.ok(sockets.length >= 1, 'Moat never connected to the silent server');
+    assert.equal(Buffer.concat(received).length, 0, 'Moat talked to a server that never greeted');
+    const line = await deliveryFor(gateway, 'bob@example.com');
+    assert.equal(line['action'], 'tempfail');
+    assert.equal(line['reason'], 'downstream-tempfail');
+    assert.match(String((line['evidence'] as { detail?: unknown }).detail), /greeting/);
   });
 });
 
@@ -370,4 +463,51 @@ describe('downstream: recipient verification (recipients = verify)', () => {
       talk.close();
     }
   });
+});
+
+describe('delivery step: a quarantined message is stored, not forwarded', () => {
+  const HOLD_RULE = [
+    'rules:',
+    '  - id: hold-for-review',
+    '    description: hold what the subject asks to hold',
+    '    owner: test@example.com',
+    '    mode: enforce',
+    '    direction: any',
+    '    when: { subject: { contains: please-hold } }',
+    '    actions:',
+    '      - quarantine: held for review',
+    '',
+  ].join('\n');
+  let downstream: Downstream;
+  let gateway: Gateway;
+
+  before(async () => {
+    downstream = await startDownstream();
+    const rulesDir = makeTempDir('moat-rules-');
+    writeFileSync(join(rulesDir, 'hold.yaml'), HOLD_RULE);
+    gateway = await startGateway({
+      env: { MOAT_DOWNSTREAM: downstream.address, MOAT_RULES_DIR: rulesDir },
+    });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await downstream?.stop();
+  });
+
+  test('the quarantine decision line carries the rules evidence, as a delivery line does',
+    async () => {
+      const steps = await mail(gateway, ['held@example.com'], message('please-hold this'));
+      assert.equal(replyOf(steps, 'message').code, 250, replyOf(steps, 'message').raw);
+
+      const line = await gateway.waitForDecision((entry) => entry['event'] === 'message'
+        && entry['action'] === 'quarantine');
+      const evidence = line['evidence'] as Record<string, unknown>;
+      assert.match(String(evidence['quarantine_id']), /\S/);
+      const rules = evidence['rules'] as { fired?: unknown; version?: unknown } | undefined;
+      assert.deepEqual(rules?.fired, ['hold-for-review(enforce:quarantine)'], JSON.stringify(line));
+      assert.match(String(rules?.version), /^[0-9a-f]{12}$/);
+      await settle();
+      assert.equal(downstream.messages.length, 0, 'a quarantined message was forwarded');
+    });
 });

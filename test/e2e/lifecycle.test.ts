@@ -4,7 +4,8 @@
  * - A bad setting stops start-up with exit code 2 and one line naming it.
  * - A check that throws answers 451 4.3.0; the worker lives on and the next message goes through.
  * - SIGKILL in the middle of DATA: the client never saw 250 and the internal server holds nothing.
- * - SIGTERM drains: a transaction in flight finishes, idle clients get 421, the process exits.
+ * - SIGTERM drains: a transaction in flight finishes, idle clients get 421, the process exits;
+ *   /readyz answers 503 from the signal on, with one process and with cluster workers.
  * - With no internal server, mail lands in the local Maildir, fsynced, before the 250.
  */
 
@@ -15,10 +16,23 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startDownstream } from '../harness/downstream';
-import { REPO_ROOT, startGateway } from '../harness/gateway';
+import { REPO_ROOT, startGateway, type Gateway } from '../harness/gateway';
 import { SmtpTalk, sendMail } from '../harness/smtp-talk';
 
 const MAIN = join(REPO_ROOT, 'dist', 'src', 'runtime', 'main.js');
+
+interface ReadyzAnswer {
+  status: number;
+  checks: Record<string, { ok: boolean; detail: string } | undefined>;
+}
+
+/** The /readyz answer of `gateway`. */
+async function readyz(gateway: Gateway): Promise<ReadyzAnswer> {
+  const response = await fetch(`http://${gateway.host}:${gateway.metricsPort}/readyz`,
+    { signal: AbortSignal.timeout(5000) });
+  const body = await response.json() as { checks?: ReadyzAnswer['checks'] };
+  return { status: response.status, checks: body.checks ?? {} };
+}
 
 async function openData(host: string, port: number): Promise<SmtpTalk> {
   const talk = await SmtpTalk.connect(host, port);
@@ -111,10 +125,16 @@ test('SIGTERM drains: the transaction in flight finishes, idle clients get 421, 
     busy.send('Subject: in flight\r\n\r\nfirst part\r\n');
 
     // Stop while one transaction is in DATA and another client sits idle.
+    assert.equal((await readyz(gateway)).status, 200);
     gateway.daemon.child.kill('SIGTERM');
     const idleReply = await idle.readReply(5000);
     assert.equal(idleReply.code, 421);
     assert.match(idleReply.lines.join(' '), /^4\.3\.2 /);
+
+    // While the transaction is still in flight, the node says it is not ready.
+    const draining = await readyz(gateway);
+    assert.equal(draining.status, 503);
+    assert.deepEqual(draining.checks['draining'], { ok: false, detail: 'draining' });
 
     busy.send('second part\r\n.\r\n');
     const final = await busy.readReply(5000);
@@ -130,6 +150,42 @@ test('SIGTERM drains: the transaction in flight finishes, idle clients get 421, 
     const deadline = Date.now() + 15_000;
     while (gateway.daemon.running && Date.now() < deadline) await sleep(100);
     assert.equal(gateway.daemon.running, false, 'the gateway did not exit after draining');
+  } finally {
+    await gateway.kill();
+    await downstream.stop();
+  }
+});
+
+test('SIGTERM with cluster workers: /readyz on the master answers 503 while the workers '
+  + 'drain', async () => {
+  const downstream = await startDownstream();
+  const gateway = await startGateway({
+    env: { MOAT_DOWNSTREAM: downstream.address, MOAT_WORKERS: '2' },
+    ini: '[smtp]\ndrain_timeout = 10s\n',
+  });
+  try {
+    const serving = await readyz(gateway);
+    assert.equal(serving.status, 200, JSON.stringify(serving));
+    assert.deepEqual(serving.checks['workers'], { ok: true, detail: '2 of 2 workers running' });
+    const busy = await openData(gateway.host, gateway.port);
+    busy.send('Subject: in flight\r\n\r\nfirst part\r\n');
+
+    // The master serves /readyz and drains last; its workers hold the connections. The
+    // signal takes a moment to reach them; the transaction stays open meanwhile.
+    gateway.daemon.child.kill('SIGTERM');
+    let draining = await readyz(gateway);
+    for (let tries = 0; draining.status === 200 && tries < 50; tries++) {
+      await sleep(100);
+      draining = await readyz(gateway);
+    }
+    assert.equal(draining.status, 503, JSON.stringify(draining));
+    assert.equal(draining.checks['workers']?.ok, false, JSON.stringify(draining));
+
+    busy.send('second part\r\n.\r\n');
+    const final = await busy.readReply(5000);
+    assert.equal(final.code, 250, 'the message in flight was accepted during the drain');
+    busy.close();
+    await downstream.waitForMessages(1);
   } finally {
     await gateway.kill();
     await downstream.stop();

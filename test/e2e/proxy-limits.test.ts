@@ -2,28 +2,35 @@
  * End to end: the inbound side of the real gateway. STARTTLS from the client, the PROXY
  * protocol (who may use it, and that the presented address is the one Moat judges), and the
  * connection and transaction limits: connections per address, message size, recipients, slow
- * drip, idle clients, early talkers. Last, the monitoring endpoint.
+ * drip, idle clients, early talkers. Last, the monitoring endpoint, and which dependencies
+ * make /readyz answer 503.
  *
  * Gateways started here:
  *   limits   a certificate, proxy_hosts = 127.0.0.2, small limits (see LIMITS_INI); tests
  *            reach it from 127.0.0.1 directly, or from 127.0.0.2 with a PROXY header
  *   plain    no certificate, no proxy hosts, default limits, its own downstream (which the
  *            /readyz test stops last)
+ *   scanned  a real clamd (on_failure = tempfail) and a real Redis, stopped one by one for
+ *            /readyz: clamd makes the node unready, Redis (fail-open) is only reported
+ *   lenient  a dead spamd with on_failure = deliver: reported, not unready
  *
  * The PROXY peer is 127.0.0.2, not 127.0.0.1: the harness decides a gateway is up when a
  * plain connection from 127.0.0.1 is greeted, and Haraka greets a listed proxy peer only
  * after its PROXY line.
  *
- * Needs: dist/ built, openssl (test certificates), the loopback address 127.0.0.2 (Linux
- * routes all of 127.0.0.0/8 to lo).
+ * Needs: dist/ built, openssl (test certificates), clamd and redis-server, the loopback
+ * address 127.0.0.2 (Linux routes all of 127.0.0.0/8 to lo).
  */
 
 import assert from 'node:assert/strict';
 import { connect as connectTcp, isIPv6, SocketAddress, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
+import { startClamd, type ClamdServer } from '../harness/clamd';
 import { startDownstream, type Downstream } from '../harness/downstream';
 import { startGateway, type Gateway } from '../harness/gateway';
+import { freePort, LOOPBACK } from '../harness/ports';
+import { startRedis, type RedisServer } from '../harness/redis';
 import {
   dotStuff, proxyV1Header, proxyV2Header, sendMail, SmtpTalk, type SmtpTalkReply,
 } from '../harness/smtp-talk';
@@ -438,5 +445,78 @@ describe('inbound: no certificate, and the monitoring endpoint', () => {
     const body = await notReady.text();
     assert.equal(notReady.status, 503, body);
     assert.match(body, /downstream/);
+  });
+});
+
+describe('the monitoring endpoint: /readyz with scanners and Redis configured', () => {
+  let downstream: Downstream;
+  let clamd: ClamdServer;
+  let redis: RedisServer;
+  let scanned: Gateway;
+  let lenient: Gateway;
+
+  before(async () => {
+    [downstream, clamd, redis] = await Promise.all([startDownstream(), startClamd(),
+      startRedis()]);
+    const deadSpamd = `${LOOPBACK}:${await freePort()}`;
+    [scanned, lenient] = await Promise.all([
+      startGateway({ env: {
+        MOAT_DOWNSTREAM: downstream.address, MOAT_CLAMD: clamd.address, MOAT_REDIS_URL: redis.url,
+      } }),
+      startGateway({ env: { MOAT_DOWNSTREAM: downstream.address, MOAT_SPAMD: deadSpamd },
+        ini: '[spamd]\non_failure = deliver\n' }),
+    ]);
+  });
+
+  after(async () => {
+    await Promise.all([scanned?.stop(), lenient?.stop()]);
+    await Promise.all([downstream?.stop(), clamd?.stop(), redis?.stop()]);
+  });
+
+  interface ReadyzBody {
+    ready: boolean;
+    checks: Record<string, { ok: boolean; detail: string; advisory?: boolean }>;
+  }
+  const readyz = async (target: Gateway): Promise<{ status: number; body: ReadyzBody }> => {
+    const response = await fetch(`http://${target.host}:${target.metricsPort}/readyz`,
+      { signal: AbortSignal.timeout(5000) });
+    return { status: response.status, body: await response.json() as ReadyzBody };
+  };
+
+  test('everything up: 200; clamd is a required check, Redis an advisory one', async () => {
+    const { status, body } = await readyz(scanned);
+    assert.equal(status, 200, JSON.stringify(body));
+    assert.deepEqual(Object.keys(body.checks).sort(),
+      ['clamd', 'downstream', 'draining', 'redis']);
+    assert.equal(body.checks['clamd']?.ok, true);
+    assert.equal(body.checks['clamd']?.advisory, undefined);
+    assert.deepEqual([body.checks['redis']?.ok, body.checks['redis']?.advisory], [true, true]);
+  });
+
+  test('spamd down with on_failure = deliver: shown not ok, advisory, still 200', async () => {
+    const { status, body } = await readyz(lenient);
+    assert.equal(status, 200, JSON.stringify(body));
+    assert.equal(body.ready, true);
+    assert.deepEqual([body.checks['spamd']?.ok, body.checks['spamd']?.advisory], [false, true]);
+  });
+
+  test('Redis stopped: still 200 (rate limits fail open), Redis shown not ok', async () => {
+    await redis.kill();
+    const { status, body } = await readyz(scanned);
+    assert.equal(status, 200, JSON.stringify(body));
+    assert.equal(body.ready, true);
+    assert.deepEqual([body.checks['redis']?.ok, body.checks['redis']?.advisory], [false, true]);
+    assert.equal(body.checks['clamd']?.ok, true);
+  });
+
+  // Last: it stops clamd.
+  test('clamd stopped (on_failure = tempfail): 503 naming clamd', async () => {
+    await clamd.kill();
+    const { status, body } = await readyz(scanned);
+    assert.equal(status, 503, JSON.stringify(body));
+    assert.equal(body.ready, false);
+    assert.equal(body.checks['clamd']?.ok, false);
+    assert.ok(body.checks['clamd']?.detail.includes(clamd.address), body.checks['clamd']?.detail);
+    assert.equal(body.checks['downstream']?.ok, true, 'clamd alone must be the cause');
   });
 });
