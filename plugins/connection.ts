@@ -28,6 +28,7 @@ import { clientOf, connectionState } from '../src/runtime/state';
 import { REASONS } from '../src/verdict/reasons';
 import { dependencyProbes, readiness } from '../src/runtime/readiness';
 import { startDrain } from '../src/runtime/drain';
+import { closeRateLimits } from '../src/ratelimit/service';
 
 interface HarakaPlugin {
   register_hook(hook: string, method: string): void;
@@ -128,7 +129,8 @@ export const hook_ehlo = hook('ehlo', async (connection: HarakaConnection) =>
 export function shutdown(): void {
   const runtime = getRuntime();
   startDrain(runtime, async () => {
-    await metricsServer?.close();
+    // Everything that holds a socket open, so the process then ends by itself.
+    await Promise.allSettled([metricsServer?.close(), closeRateLimits()]);
     metricsServer = null;
   });
 }

@@ -173,3 +173,10 @@ export function rateLimits(config: Pick<MoatConfig, 'redisUrl' | 'rateLimit'>): 
   service ??= new RateLimitService(config);
   return service;
 }
+
+/** At the end of a drain: closes the Redis client, which would keep the process alive. */
+export async function closeRateLimits(): Promise<void> {
+  // The service stays: a connection still closing then meets a closed store, which fails open
+  // like a Redis outage, instead of a new client reconnecting and holding the process.
+  await service?.close();
+}

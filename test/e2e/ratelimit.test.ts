@@ -374,6 +374,37 @@ describe('rate limits on one Redis', () => {
     });
 });
 
+test('SIGTERM with Redis connected: the drain closes the client and the process ends by '
+  + 'itself, long before the force timer', async () => {
+  const downstream = await startDownstream();
+  const redis = await startRedis();
+  // drain_timeout 30 s puts Haraka's force timer at 35 s: only a clean end exits before it.
+  const gateway = await startGateway({
+    env: { MOAT_DOWNSTREAM: downstream.address, MOAT_REDIS_URL: redis.url },
+    ini: '[smtp]\ndrain_timeout = 30s\n[ratelimit]\nmessages_per_ip = 100/1m\n',
+  });
+  try {
+    const steps = await sendMail({ host: gateway.host, port: gateway.port,
+      from: 'drain@sender.example', to: ['user@example.com'], data: message('drain') });
+    assert.equal(steps.find((step) => step.step === 'message')?.reply.code, 250);
+
+    gateway.daemon.child.kill('SIGTERM');
+    const exit = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => resolve(null), 20_000);
+      gateway.daemon.child.once('exit', (code) => {
+        clearTimeout(timer);
+        resolve(code);
+      });
+    });
+    assert.equal(exit, 0, 'the gateway did not end by itself within 20 s of SIGTERM');
+    assert.ok(gateway.lines().some((line) => line['msg'] === 'drained'), 'no drained line');
+  } finally {
+    await gateway.kill();
+    await redis.stop();
+    await downstream.stop();
+  }
+});
+
 describe('rate limits on a three-master Redis Cluster', () => {
   let downstream: Downstream;
   let cluster: RedisCluster;
