@@ -20,7 +20,7 @@
  * below the others when a forged one is removed (Haraka removes headers by name only).
  */
 
-import { Writable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { claimsAuthservId, formatAuthResults } from '../src/auth/auth-results';
 import { findAuthor, headerBlock } from '../src/auth/from-header';
 import { authenticateMessage, type MessageAuth } from '../src/auth/message-auth';
@@ -130,15 +130,15 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
     return CONTINUE;
   }
 
-  // The message once, as the recipients will get it (dot-stuffing undone).
-  const message = await readMessage(transaction);
-  const author = findAuthor(headerBlock(message));
+  // The message once, as the recipients will get it (dot-stuffing undone), streamed to
+  // mailauth; its header block is kept on the way for the From checks.
+  const message = openMessage(transaction);
   const spf = state.auth?.spf ?? null;
   const auth = runtime.config.auth;
   let messageAuth: MessageAuth | null = null;
   let messageError: string | undefined;
   try {
-    messageAuth = await authenticateMessage(message, {
+    messageAuth = await authenticateMessage(message.stream, {
       spf, sender: state.sender, resolve: authResolver(runtime.config),
       minRsaBits: auth.dkimMinRsaBits, rejectRsaSha1: auth.dkimRejectRsaSha1,
       partialBody: auth.dkimPartialBody, timeoutMs: auth.messageTimeoutMs,
@@ -151,6 +151,11 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
       message_id: transaction.uuid, error: messageError,
     });
   }
+
+  // Whatever mailauth left unread (it failed early, or ran out of time) is drained, so the
+  // header block settles and Haraka's stream is not left half-read.
+  message.stream.resume();
+  const author = findAuthor(await message.headerBlock);
 
   // The policy of the recipients' domains turns results into actions.
   const { policy, temperror } = messageAuthPolicy(runtime.config.domains, auth, state.recipients);
@@ -217,19 +222,43 @@ function removeForgedHeaders(transaction: HarakaTransaction, id: string): number
   return all.length - kept.length;
 }
 
-function readMessage(transaction: HarakaTransaction): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        chunks.push(chunk);
-        done();
-      },
-    });
-    sink.once('finish', () => resolve(Buffer.concat(chunks)));
-    sink.once('error', reject);
-    transaction.message_stream.pipe(sink, { dot_stuffed: true, line_endings: '\r\n' });
+/** A header block longer than this is read as far as this (Haraka caps header lines too). */
+const MAX_HEADER_BLOCK = 1024 * 1024;
+
+/**
+ * The message as a stream, so a large message is never held whole in memory here, and its
+ * header block, gathered from the first chunks as they pass (settled when the stream ends).
+ */
+function openMessage(transaction: HarakaTransaction): {
+  stream: Readable; headerBlock: Promise<string>;
+} {
+  const head: Buffer[] = [];
+  let headBytes = 0;
+  let settle: (block: string) => void = () => undefined;
+  const headerBlockPromise = new Promise<string>((resolve) => {
+    let settled = false;
+    settle = () => {
+      if (settled) return;
+      settled = true;
+      resolve(headerBlock(Buffer.concat(head).subarray(0, MAX_HEADER_BLOCK)));
+    };
   });
+  const stream = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      if (headBytes < MAX_HEADER_BLOCK) {
+        head.push(chunk);
+        headBytes += chunk.length;
+        if (headBytes >= MAX_HEADER_BLOCK || Buffer.concat(head).includes('\r\n\r\n')) {
+          settle('');
+        }
+      }
+      done(null, chunk);
+    },
+  });
+  // A message without a blank line (headers only) settles at its end.
+  for (const event of ['end', 'error', 'close']) stream.once(event, () => settle(''));
+  transaction.message_stream.pipe(stream, { dot_stuffed: true, line_endings: '\r\n' });
+  return { stream, headerBlock: headerBlockPromise };
 }
 
 function spfFailReply(domain: string): SmtpReply {

@@ -14,6 +14,7 @@
  * Untrusted input: the whole message, and what the scanners answer.
  */
 
+import { rm } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import { log } from '../src/observability/decision-log';
 import {
@@ -28,7 +29,11 @@ import {
 } from '../src/scan/policy';
 import { scanRuntime } from '../src/scan/runtime';
 import { scanMessage, type ScanReport } from '../src/scan/scheduler';
-import { SHARED_PARSE_NOTE } from '../src/scan/mime/message';
+import { SHARED_PARSE_NOTE, type BodySpill } from '../src/scan/mime/message';
+import { spoolDir } from '../src/runtime/haraka-home';
+
+/** Transaction note: the files the MIME parse spilled kept bodies into. */
+const SPILL_NOTE = 'moat_scan_spill';
 
 export function register(): void {
   // Builds the clients and says at start-up what is and is not scanned.
@@ -64,10 +69,15 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
   for (const name of VERDICT_HEADERS) transaction.remove_header(name);
 
   // The one MIME parse of the message: the rules after us read it (with its decoded bodies)
-  // from the transaction's notes rather than parsing the message again.
+  // from the transaction's notes rather than parsing the message again. Bodies past the
+  // in-memory budget wait in the spool folder until the transaction ends (hook below).
+  const spill: BodySpill = {
+    dir: spoolDir(config), inMemoryBytes: config.scan.bodiesInMemoryBytes, files: [],
+  };
+  transaction.notes[SPILL_NOTE] = spill;
   const report = await scanMessage({
     open: () => openMessage(transaction), clamd: scanners.clamd, spamd: scanners.spamd,
-    config: config.scan, keepBodyBytes: config.smtp.maxMessageBytes,
+    config: config.scan, keepBodyBytes: config.smtp.maxMessageBytes, spill,
   });
   transaction.notes[SHARED_PARSE_NOTE] = report.mime;
   const judgement = judgeScan(report, config.scan, spamThresholdsFor(config, state.recipients));
@@ -80,6 +90,16 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
   account(report, judgement, transaction.uuid);
   return CONTINUE;
 });
+
+/** Removes the bodies this transaction's parse wrote to disk (also on disconnect). */
+export const hook_reset_transaction = hook('reset_transaction',
+  async (connection: HarakaConnection) => {
+    const spill = connection.transaction?.notes[SPILL_NOTE] as BodySpill | undefined;
+    if (!spill) return CONTINUE;
+    const files = spill.files.splice(0);
+    await Promise.allSettled(files.map((file) => rm(file, { force: true })));
+    return CONTINUE;
+  });
 
 function openMessage(transaction: HarakaTransaction): Readable {
   // dot_stuffed: true undoes the stored dot-stuffing: scanners read what the recipient reads.

@@ -75,7 +75,9 @@ export interface MailauthDmarcResult {
 
 interface Mailauth {
   spf(options: Record<string, unknown>): Promise<MailauthSpfResult>;
-  dkimVerify(message: Buffer, options: Record<string, unknown>): Promise<MailauthDkimResult>;
+  dkimVerify(
+    message: Buffer | NodeJS.ReadableStream, options: Record<string, unknown>,
+  ): Promise<MailauthDkimResult>;
   arc(data: MailauthArcData, options: Record<string, unknown>): Promise<MailauthArcResult>;
 }
 

@@ -18,6 +18,7 @@ import {
   mailauth, mailauthDmarc, type DnsResolve, type MailauthDkimSignature, type MailauthDmarcResult,
 } from './mailauth';
 import { oneLine, type SpfOutcome } from './spf';
+import type { Readable } from 'node:stream';
 
 export type DkimWord = 'pass' | 'fail' | 'neutral' | 'policy' | 'temperror' | 'permerror' | 'none';
 
@@ -104,7 +105,7 @@ const DKIM_WORDS: readonly DkimWord[] = [
 
 /** Runs DKIM, ARC and DMARC on a whole message, within options.timeoutMs. */
 export async function authenticateMessage(
-  message: Buffer, options: MessageAuthOptions,
+  message: Buffer | Readable, options: MessageAuthOptions,
 ): Promise<MessageAuth> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
@@ -119,7 +120,9 @@ export async function authenticateMessage(
   }
 }
 
-async function evaluate(message: Buffer, options: MessageAuthOptions): Promise<MessageAuth> {
+async function evaluate(
+  message: Buffer | Readable, options: MessageAuthOptions,
+): Promise<MessageAuth> {
   let stepStarted = process.hrtime.bigint();
   const stepDone = (step: 'dkim' | 'arc' | 'dmarc'): void => {
     const now = process.hrtime.bigint();

@@ -100,6 +100,7 @@ export function loadConfig(options: LoadOptions = {}): MoatConfig {
       hostname,
       workers: get('smtp.workers'),
       maxMessageBytes: get('smtp.max_message_size'),
+      spoolAfterBytes: get('smtp.spool_after'),
       maxLineLength: get('smtp.max_line_length'),
       maxDataLineLength: get('smtp.max_data_line_length'),
       maxHeaderLines: get('smtp.max_header_lines'),

@@ -39,6 +39,8 @@ export interface SmtpConfig {
   /** Haraka cluster workers; 0 runs a single process. */
   workers: number;
   maxMessageBytes: number;
+  /** Haraka keeps a message in memory up to this many octets and on disk past it. */
+  spoolAfterBytes: number;
   /** Longest command line, CRLF included. */
   maxLineLength: number;
   /** Longest line inside DATA, CRLF included. */

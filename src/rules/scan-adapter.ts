@@ -7,6 +7,8 @@
  * a very large attachment; its size is still the full decoded size).
  */
 
+import { readFileSync } from 'node:fs';
+
 import type { MimePart, ParsedMessage } from '../scan/mime/message';
 import { decodeEncodedWords } from '../scan/mime/header-fields';
 import type { RuleAttachment, RuleHeader, RuleMessage } from './message';
@@ -15,7 +17,8 @@ import { decodeCharset, htmlToText } from './mime-reader';
 /** True when the parse kept the decoded bodies the rules need. */
 export function hasBodies(parsed: ParsedMessage): boolean {
   return parsed.parts.every(
-    (part) => part.isMultipart || part.decodedBytes === 0 || part.body !== undefined);
+    (part) => part.isMultipart || part.decodedBytes === 0 || part.body !== undefined
+      || part.bodyFile !== undefined);
 }
 
 export function fromParsedMessage(parsed: ParsedMessage, size: number): RuleMessage {
@@ -28,7 +31,8 @@ export function fromParsedMessage(parsed: ParsedMessage, size: number): RuleMess
   const attachments: RuleAttachment[] = [];
   for (const part of parsed.parts) {
     if (part.isMultipart || part.children.length > 0) continue;
-    const bytes = part.body ?? Buffer.alloc(0);
+    // A body spilled to disk is read back only now, while the rules run, and dropped after.
+    const bytes = part.body ?? (part.bodyFile ? readFileSync(part.bodyFile) : Buffer.alloc(0));
     if (part.isAttachment) {
       attachments.push(attachmentOf(part, bytes));
       continue;

@@ -35,6 +35,7 @@ export function writeHarakaHome(config: MoatConfig, distDir: string): HarakaHome
   rmSync(configDir, { recursive: true, force: true });
   rmSync(join(home, 'plugins'), { recursive: true, force: true });
   mkdirSync(configDir, { recursive: true });
+  mkdirSync(spoolDir(config), { recursive: true });
 
   const files: Record<string, string> = {
     'smtp.ini': smtpIni(config),
@@ -87,7 +88,7 @@ function prepareForUnprivilegedUser(config: MoatConfig, home: string): void {
   if (gid === undefined) throw new RunAsUserError(groupName ?? '', 'no such group in /etc/group');
 
   for (const dir of [
-    config.stateDir, home, join(home, 'queue'), join(config.stateDir, 'maildir'),
+    config.stateDir, home, join(home, 'queue'), spoolDir(config), join(config.stateDir, 'maildir'),
   ]) {
     mkdirSync(dir, { recursive: true });
     chownSync(dir, user.id, gid);
@@ -135,6 +136,10 @@ function connectionIni(config: MoatConfig): string {
   const proxyHosts = smtp.proxyHosts.map((host) => `hosts[]=${host}`).join('\n');
   return [
     '[main]',
+    // Past spool_after a message is written to the spool folder while the checks read it,
+    // so many large messages at once cost disk, not memory.
+    `spool_after=${smtp.spoolAfterBytes}`,
+    `spool_dir=${spoolDir(config)}`,
     '[haproxy]',
     proxyHosts,
     '[headers]',
@@ -162,6 +167,11 @@ function connectionIni(config: MoatConfig): string {
     'deny_chars=0',
     '',
   ].join('\n');
+}
+
+/** Where Haraka writes messages larger than smtp.spool_after while they are checked. */
+export function spoolDir(config: MoatConfig): string {
+  return join(config.stateDir, 'haraka', 'spool');
 }
 
 export function formatHostPort(address: HostPort): string {

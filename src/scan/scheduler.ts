@@ -14,7 +14,7 @@ import type { Readable } from 'node:stream';
 import type { ScanConfig } from '../config/sections/scan';
 import type { ClamdClient, ClamdScan, ClamdVerdict } from './clamd';
 import { Deadline, ScannerError } from './errors';
-import type { MimePart, ParsedMessage } from './mime/message';
+import type { BodySpill, MimePart, ParsedMessage } from './mime/message';
 import { MimeWalker } from './mime/walker';
 import type { SpamdClient, SpamdVerdict } from './spamd';
 
@@ -29,6 +29,8 @@ export interface ScanJob {
    * checks after the scanners (the content rules) to read instead of parsing again. 0: none.
    */
   keepBodyBytes?: number;
+  /** Where kept bodies past an in-memory budget are written (see MimeLimits.spill). */
+  spill?: BodySpill;
 }
 
 export interface ClamdFinding {
@@ -88,6 +90,7 @@ export async function scanMessage(job: ScanJob): Promise<ScanReport> {
   const walker = new MimeWalker({
     maxDepth: config.mimeMaxDepth, maxParts: config.mimeMaxParts,
     keepBodyBytes: job.keepBodyBytes ?? 0,
+    ...(job.spill ? { spill: job.spill } : {}),
   }, clamd && config.clamd.scanParts ? {
     partData: async (part, chunk) => {
       if (!scanWorthy(part)) return;
@@ -135,6 +138,7 @@ export async function scanMessage(job: ScanJob): Promise<ScanReport> {
   } catch (error) {
     whole?.abort();
     for (const scan of open.values()) scan.abort();
+    await walker.discard();
     throw error;
   }
   whole?.end();

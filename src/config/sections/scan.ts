@@ -51,6 +51,9 @@ export const SCAN_SETTINGS: readonly SettingSpec[] = [
   { section: 'scan', key: 'mime_max_parts', default: '500',
     why: 'parts in one message; more is a scanner-exhaustion trick, not correspondence',
     parse: (raw) => parseInteger(raw, 1, 100_000) },
+  { section: 'scan', key: 'bodies_in_memory', default: '1M',
+    why: 'decoded parts kept for the rules per message; past it they wait in the spool folder',
+    parse: (raw) => parseSize(raw, 0, 1024 ** 3) },
   { section: 'clamd', key: 'required', default: 'false',
     why: 'true refuses to start without clamd.address; false lets mail pass unscanned, loudly',
     parse: parseBoolean },
@@ -135,6 +138,8 @@ export interface ScanConfig {
   mimeStrictness: 'strict' | 'lenient';
   mimeMaxDepth: number;
   mimeMaxParts: number;
+  /** Decoded parts kept in memory per message for the rules; the rest is spilled to disk. */
+  bodiesInMemoryBytes: number;
   clamd: {
     required: boolean;
     streamMaxLength: number;
@@ -162,6 +167,7 @@ export function buildScanConfig(get: <T>(name: string) => T): ScanConfig {
     mimeStrictness: get('scan.mime_strictness'),
     mimeMaxDepth: get('scan.mime_max_depth'),
     mimeMaxParts: get('scan.mime_max_parts'),
+    bodiesInMemoryBytes: get('scan.bodies_in_memory'),
     clamd: {
       required: get('clamd.required'),
       streamMaxLength: get('clamd.stream_max_length'),

@@ -39,6 +39,8 @@ export interface MimePart {
   decodedBytes: number;
   /** Decoded body, only with MimeLimits.keepBodyBytes > 0, cut at that many octets. */
   body?: Buffer;
+  /** The decoded body in a file instead of `body`, when it was spilled (MimeLimits.spill). */
+  bodyFile?: string;
   bodyTruncated?: boolean;
 }
 
@@ -59,6 +61,18 @@ export interface MimeLimits {
   maxParts: number;
   /** Keep up to this many decoded octets of each leaf in `body` (0: keep none). */
   keepBodyBytes?: number;
+  /**
+   * Where kept bodies go once the message's kept octets pass `inMemoryBytes`: a part that
+   * would cross it is written to a file in `dir` instead (MimePart.bodyFile), and its path is
+   * pushed on `files` at once, so the caller can remove it whatever happens to the scan.
+   */
+  spill?: BodySpill;
+}
+
+export interface BodySpill {
+  dir: string;
+  inMemoryBytes: number;
+  files: string[];
 }
 
 /** Receives the decoded bytes of each leaf part as the message is read. */

@@ -5,7 +5,8 @@
  */
 
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -75,6 +76,37 @@ describe('MimeWalker', () => {
     const pieces = await walker.end();
     assert.deepEqual(pieces.parts.map((part) => [part.path, part.body?.toString()]),
       whole.parts.map((part) => [part.path, part.body?.toString()]));
+  });
+
+  it('keeps bodies past the in-memory budget in files, byte for byte', async () => {
+    const big = Buffer.alloc(300_000, 0x41);
+    for (let index = 0; index < big.length; index += 997) big[index] = index % 251;
+    const small = Buffer.from('small text part\r\n');
+    const base64 = (bytes: Buffer): string => bytes.toString('base64').replace(/.{76}/g, '$&\n');
+    const message = crlf(['Content-Type: multipart/mixed; boundary="b"', '', '--b',
+      'Content-Type: text/plain', '', small.toString().trimEnd(), '--b',
+      'Content-Type: application/octet-stream; name="big.bin"',
+      'Content-Transfer-Encoding: base64', '', base64(big), '--b--', ''].join('\n'));
+    const dir = mkdtempSync(join(tmpdir(), 'moat-walker-spill-'));
+    try {
+      const spill = { dir, inMemoryBytes: 100_000, files: [] as string[] };
+      const parsed = await parseMessage(message, { keepBodyBytes: 1_000_000, spill });
+
+      // The small part stays in memory; the big one crossed the budget and went to a file.
+      assert.equal(parsed.parts[1]?.body?.toString(), 'small text part');
+      const attachment = parsed.attachments[0];
+      assert.equal(attachment?.body, undefined);
+      assert.ok(attachment?.bodyFile);
+      assert.deepEqual(spill.files, [attachment.bodyFile]);
+      assert.ok(readFileSync(attachment.bodyFile).equals(big));
+      assert.equal(attachment.decodedBytes, big.length);
+
+      // Without a spill, the same message keeps everything in memory.
+      const inMemory = await parseMessage(message, { keepBodyBytes: 1_000_000 });
+      assert.ok(inMemory.attachments[0]?.body?.equals(big));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('streams decoded leaf bytes to a sink', async () => {

@@ -6,7 +6,9 @@
  * Feed it with write() in any chunking and finish with end(); the ParsedMessage holds the
  * structure, and a MimeSink receives decoded leaf bytes as they appear (the scanner sends them
  * to clamd). Memory is bounded by one line, the header block of one part and the part list
- * (capped by MimeLimits.maxParts); bodies are kept only when asked for.
+ * (capped by MimeLimits.maxParts); bodies are kept only when asked for, in memory up to a
+ * budget per message and past it in files (MimeLimits.spill), so the rules can read every
+ * attachment whole without fifty large messages holding fifty decoded copies in memory.
  *
  * Untrusted input: the whole message. The walker never throws on content; a problem is
  * recorded and the walker goes on the way a forgiving client would.
@@ -14,13 +16,17 @@
  * encoding; charset conversion of text is left to the consumer.
  */
 
+import { randomUUID } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+
 import { makeDecoder, type BodyDecoder, type TransferEncoding } from './decoders';
 import {
   decodeCharset, decodeEncodedWords, headerFields, parseParameters, splitParameters,
   type HeaderField, type Report,
 } from './header-fields';
 import {
-  DEFAULT_MIME_LIMITS, type MimeLimits, type MimePart, type MimeSink, type ParsedMessage,
+  DEFAULT_MIME_LIMITS, type BodySpill, type MimeLimits, type MimePart, type MimeSink, type ParsedMessage,
 } from './message';
 import type { MimeProblem, MimeProblemCode } from './problems';
 
@@ -51,6 +57,10 @@ export class MimeWalker {
   private readonly parts: MimePart[] = [];
   /** Decoded bodies being kept (MimeLimits.keepBodyBytes), by part, joined at the end. */
   private readonly kept = new Map<MimePart, Buffer[]>();
+  /** Octets of `kept`, against MimeLimits.spill.inMemoryBytes. */
+  private keptInMemory = 0;
+  /** Parts whose kept body is being written to a file instead. */
+  private readonly spilled = new Map<MimePart, FileHandle>();
   private readonly problems: MimeProblem[] = [];
   private stopped = false;
   private depthReported = false;
@@ -92,9 +102,11 @@ export class MimeWalker {
     }
     this.frames.length = 0;
 
-    // Kept bodies are gathered as chunks and joined once, here.
+    // Kept bodies are gathered as chunks and joined once, here; spilled ones are closed.
     for (const [part, chunks] of this.kept) part.body = Buffer.concat(chunks);
     this.kept.clear();
+    for (const handle of this.spilled.values()) await handle.close();
+    this.spilled.clear();
 
     const root = this.parts[0] ?? this.current;
     return {
@@ -103,6 +115,14 @@ export class MimeWalker {
       attachments: this.parts.filter((part) => part.isAttachment),
       problems: this.problems,
     };
+  }
+
+  /** Gives up on the message (its read failed): closes spill files; the caller removes them. */
+  async discard(): Promise<void> {
+    const handles = [...this.spilled.values()];
+    this.spilled.clear();
+    this.kept.clear();
+    await Promise.allSettled(handles.map((handle) => handle.close()));
   }
 
   private async flushPendingLine(): Promise<void> {
@@ -275,14 +295,46 @@ export class MimeWalker {
     const part = this.current;
     part.decodedBytes += decoded.length;
     const keep = this.limits.keepBodyBytes ?? 0;
-    if (keep > 0 && part.body) {
-      const chunks = this.kept.get(part) ?? [];
-      this.kept.set(part, chunks);
+    if (keep > 0 && (part.body || part.bodyFile)) {
       const room = keep - (part.decodedBytes - decoded.length);
       if (room < decoded.length) part.bodyTruncated = true;
-      if (room > 0) chunks.push(decoded.subarray(0, room));
+      if (room > 0) await this.keepBody(part, decoded.subarray(0, room));
     }
     await this.sink.partData?.(part, decoded);
+  }
+
+  /** Keeps decoded octets of a part: in memory within the budget, else in the part's file. */
+  private async keepBody(part: MimePart, octets: Buffer): Promise<void> {
+    const spill = this.limits.spill;
+    let handle = this.spilled.get(part);
+    if (!handle && spill && this.keptInMemory + octets.length > spill.inMemoryBytes) {
+      handle = await this.spillPart(part, spill);
+    }
+    if (handle) {
+      await handle.write(octets);
+      return;
+    }
+    const chunks = this.kept.get(part) ?? [];
+    this.kept.set(part, chunks);
+    chunks.push(octets);
+    this.keptInMemory += octets.length;
+  }
+
+  /** Moves a part's kept body to a new file; what follows of it is appended there. */
+  private async spillPart(part: MimePart, spill: BodySpill): Promise<FileHandle> {
+    const path = join(spill.dir, `body-${randomUUID()}`);
+    spill.files.push(path);
+    const handle = await open(path, 'wx', 0o600);
+    this.spilled.set(part, handle);
+    const chunks = this.kept.get(part) ?? [];
+    this.kept.delete(part);
+    for (const chunk of chunks) {
+      await handle.write(chunk);
+      this.keptInMemory -= chunk.length;
+    }
+    delete part.body;
+    part.bodyFile = path;
+    return handle;
   }
 
   private async finishLeaf(atBoundary: boolean): Promise<void> {
