@@ -1,10 +1,11 @@
 /*
- * `node dist/bench/profile.js [relay|full] [messages] [sessions]`: where Moat's CPU goes.
+ * `node dist/bench/profile.js [relay|full] [messages] [sessions] [source|client]`: where Moat's
+ * CPU goes.
  *
  * Starts the services and one gateway under V8's sampling profiler (--cpu-prof through
  * NODE_OPTIONS), sends it `messages` copies of the benchmark's ~10 KB message with smtp-source
- * (relay) or the mixed corpus with the benchmark's client (full), stops it (the profile is
- * written at exit) and prints the functions and the files with the most self time, and for
+ * (relay, or `source`) or the mixed corpus with the benchmark's client (full, or `client`),
+ * stops it (the profile is written at exit) and prints the functions and the files with the most self time, and for
  * the costliest functions the call paths that lead to them. MOAT_PROFILE_DIR keeps the raw
  * profile (for Chrome DevTools or speedscope).
  */
@@ -31,7 +32,10 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-export async function profile(mode: Mode, messages: number, sessions: number): Promise<void> {
+export async function profile(
+  mode: Mode, messages: number, sessions: number,
+  tool: 'source' | 'client' = mode === 'relay' ? 'source' : 'client',
+): Promise<void> {
   const corpus = await buildCorpus();
   const services = await startServices(corpus.records, mode === 'full');
   const dir = process.env['MOAT_PROFILE_DIR'] ?? makeTempDir('bench-profile');
@@ -39,7 +43,7 @@ export async function profile(mode: Mode, messages: number, sessions: number): P
     env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` },
   });
   try {
-    if (mode === 'relay') {
+    if (tool === 'source') {
       await runSmtpSource({ host: gateway.gateway.host, port: gateway.gateway.port, sessions,
         count: messages, file: corpus.typical.file, from: corpus.typical.from, to: corpus.typical.to });
     } else {
@@ -119,9 +123,12 @@ function shorten(url: string): string {
 }
 
 if (require.main === module) {
-  const [mode = 'relay', messages = '3000', sessions = '10'] = process.argv.slice(2);
+  const [mode = 'relay', messages = '3000', sessions = '10', tool] = process.argv.slice(2);
   if (mode !== 'relay' && mode !== 'full') throw new RangeError('mode: relay or full');
-  profile(mode, Number(messages), Number(sessions)).then(() => process.exit(0), (error: unknown) => {
+  if (tool !== undefined && tool !== 'source' && tool !== 'client') {
+    throw new RangeError('tool: source (smtp-source, the ~10 KB message) or client (the corpus)');
+  }
+  profile(mode, Number(messages), Number(sessions), tool).then(() => process.exit(0), (error: unknown) => {
     process.stderr.write(`profile: ${error instanceof Error ? error.stack : String(error)}\n`);
     process.exit(1);
   });
