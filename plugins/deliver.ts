@@ -95,6 +95,7 @@ export const hook_data_post = hook('data_post',
     }
   }
   countMessage(action, action === 'deliver' || action === 'tag' ? state.decision.reason : reason);
+  const checkEvidence = decisionEvidence(state.decision);
   logDecision({
     event: 'delivery', phase: 'queue', action, reason,
     message_id: transaction.uuid, client: clientOf(connection),
@@ -103,8 +104,8 @@ export const hook_data_post = hook('data_post',
     evidence: {
       ...state.logEvidence,
       verdict: state.decision.reason,
-      results: state.decision.results
-        .map((r) => `${r.check}=${r.result}${r.reason ? `(${r.reason})` : ''}`),
+      results: checkEvidence['results'],
+      checks: checkEvidence['checks'],
       downstream: result.downstream,
       tls: result.tls,
       size: transaction.data_bytes,

@@ -102,5 +102,9 @@ export function decisionEvidence(decision: Decision): Record<string, unknown> {
     results: decision.results.map((result) => (result.reason
       ? `${result.check}=${result.result}(${result.reason})`
       : `${result.check}=${result.result}`)),
+    // Every result's own evidence (SPF, each DKIM signature, DMARC, ARC, each DNS list...),
+    // so one line explains the message without the connection's or the scanner's lines.
+    checks: decision.results.filter((result) => result.evidence !== undefined)
+      .map((result) => ({ check: result.check, result: result.result, evidence: result.evidence })),
   };
 }

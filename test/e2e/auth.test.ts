@@ -279,6 +279,19 @@ describe('DKIM', () => {
     assert.equal(dkimEvidence(outcome), 'dkim=pass');
     assert.match(ourAuthResults(outcome),
       /dkim=pass header\.i=@dkim-good\.example header\.s=s1 header\.a=rsa-sha256/);
+
+    // The decision line carries every result's evidence, the signature's included.
+    const evidence = outcome.decision['evidence'] as { checks?: Array<Record<string, unknown>> };
+    const signature = evidence.checks?.find((entry) => entry['check'] === 'dkim');
+    assert.deepEqual(
+      { ...(signature?.['evidence'] as Record<string, unknown>), key_bits: undefined },
+      { domain: 'dkim-good.example', selector: 's1', algorithm: 'rsa-sha256', result: 'pass',
+        key_bits: undefined },
+      JSON.stringify(evidence.checks));
+    for (const check of ['spf', 'dmarc', 'from']) {
+      assert.ok(evidence.checks?.some((entry) => entry['check'] === check),
+        `no ${check} evidence in ${JSON.stringify(evidence.checks)}`);
+    }
   });
 
   test('Ed25519 signature: pass', async () => {

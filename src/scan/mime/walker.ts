@@ -44,6 +44,23 @@ interface Frame {
 
 type Mode = 'headers' | 'body' | 'ignore';
 
+/** A spilled body's file and the octets not yet written to it. */
+interface SpillFile {
+  handle: FileHandle;
+  pending: Buffer[];
+  pendingBytes: number;
+}
+
+const SPILL_BLOCK_BYTES = 256 * 1024;
+
+async function flushSpill(file: SpillFile): Promise<void> {
+  if (file.pendingBytes === 0) return;
+  const block = Buffer.concat(file.pending, file.pendingBytes);
+  file.pending.length = 0;
+  file.pendingBytes = 0;
+  await file.handle.write(block);
+}
+
 export class MimeWalker {
   private readonly limits: MimeLimits;
   private readonly pendingLine: Buffer[] = [];
@@ -59,8 +76,8 @@ export class MimeWalker {
   private readonly kept = new Map<MimePart, Buffer[]>();
   /** Octets of `kept`, against MimeLimits.spill.inMemoryBytes. */
   private keptInMemory = 0;
-  /** Parts whose kept body is being written to a file instead. */
-  private readonly spilled = new Map<MimePart, FileHandle>();
+  /** Parts whose kept body is being written to a file instead, with what waits to be written. */
+  private readonly spilled = new Map<MimePart, SpillFile>();
   private readonly problems: MimeProblem[] = [];
   private stopped = false;
   private depthReported = false;
@@ -105,7 +122,10 @@ export class MimeWalker {
     // Kept bodies are gathered as chunks and joined once, here; spilled ones are closed.
     for (const [part, chunks] of this.kept) part.body = Buffer.concat(chunks);
     this.kept.clear();
-    for (const handle of this.spilled.values()) await handle.close();
+    for (const file of this.spilled.values()) {
+      await flushSpill(file);
+      await file.handle.close();
+    }
     this.spilled.clear();
 
     const root = this.parts[0] ?? this.current;
@@ -119,10 +139,10 @@ export class MimeWalker {
 
   /** Gives up on the message (its read failed): closes spill files; the caller removes them. */
   async discard(): Promise<void> {
-    const handles = [...this.spilled.values()];
+    const files = [...this.spilled.values()];
     this.spilled.clear();
     this.kept.clear();
-    await Promise.allSettled(handles.map((handle) => handle.close()));
+    await Promise.allSettled(files.map((file) => file.handle.close()));
   }
 
   private async flushPendingLine(): Promise<void> {
@@ -306,12 +326,15 @@ export class MimeWalker {
   /** Keeps decoded octets of a part: in memory within the budget, else in the part's file. */
   private async keepBody(part: MimePart, octets: Buffer): Promise<void> {
     const spill = this.limits.spill;
-    let handle = this.spilled.get(part);
-    if (!handle && spill && this.keptInMemory + octets.length > spill.inMemoryBytes) {
-      handle = await this.spillPart(part, spill);
+    let file = this.spilled.get(part);
+    if (!file && spill && this.keptInMemory + octets.length > spill.inMemoryBytes) {
+      file = await this.spillPart(part, spill);
     }
-    if (handle) {
-      await handle.write(octets);
+    if (file) {
+      // Decoded octets come a line at a time: written in blocks, not one write per line.
+      file.pending.push(octets);
+      file.pendingBytes += octets.length;
+      if (file.pendingBytes >= SPILL_BLOCK_BYTES) await flushSpill(file);
       return;
     }
     const chunks = this.kept.get(part) ?? [];
@@ -321,20 +344,22 @@ export class MimeWalker {
   }
 
   /** Moves a part's kept body to a new file; what follows of it is appended there. */
-  private async spillPart(part: MimePart, spill: BodySpill): Promise<FileHandle> {
+  private async spillPart(part: MimePart, spill: BodySpill): Promise<SpillFile> {
     const path = join(spill.dir, `body-${randomUUID()}`);
     spill.files.push(path);
-    const handle = await open(path, 'wx', 0o600);
-    this.spilled.set(part, handle);
+    const file: SpillFile = { handle: await open(path, 'wx', 0o600), pending: [], pendingBytes: 0 };
+    this.spilled.set(part, file);
     const chunks = this.kept.get(part) ?? [];
     this.kept.delete(part);
+    file.pending.push(...chunks);
     for (const chunk of chunks) {
-      await handle.write(chunk);
+      file.pendingBytes += chunk.length;
       this.keptInMemory -= chunk.length;
     }
+    await flushSpill(file);
     delete part.body;
     part.bodyFile = path;
-    return handle;
+    return file;
   }
 
   private async finishLeaf(atBoundary: boolean): Promise<void> {
