@@ -114,7 +114,8 @@ function growthOf(samples: Sample[], value: (sample: Sample) => number) {
   };
 }
 
-const round = (value: number, digits = 1): number => Math.round(value * 10 ** digits) / 10 ** digits;
+const round = (value: number, digits = 1): number =>
+  Math.round(value * 10 ** digits) / 10 ** digits;
 const mb = (bytes: number): number => bytes / 1024 / 1024;
 
 export async function soak(argv = process.argv.slice(2)): Promise<boolean> {
@@ -186,7 +187,8 @@ export async function soak(argv = process.argv.slice(2)): Promise<boolean> {
         + `${(rss.growth * 100).toFixed(1)} %, slope ${rss.slopeMbPerHour} MB/h`,
       `heap: first third ${heap.firstMb} MB, last third ${heap.lastMb} MB, growth `
         + `${(heap.growth * 100).toFixed(1)} %, slope ${heap.slopeMbPerHour} MB/h`,
-      `verdict: ${passed ? 'no growth' : grew ? 'MEMORY GREW' : 'FAILED (replies or too few samples)'}`
+      `verdict: ${passed ? 'no growth'
+        : grew ? 'MEMORY GREW' : 'FAILED (replies or too few samples)'}`
         + ` (limit ${(options.maxGrowth * 100).toFixed(0)} %)`,
       ...examples.map((example) => `  unexpected: ${example}`),
       `written ${options.out}`,

@@ -26,7 +26,8 @@ import {
   type HeaderField, type Report,
 } from './header-fields';
 import {
-  DEFAULT_MIME_LIMITS, type BodySpill, type MimeLimits, type MimePart, type MimeSink, type ParsedMessage,
+  DEFAULT_MIME_LIMITS, type BodySpill, type MimeLimits, type MimePart, type MimeSink,
+  type ParsedMessage,
 } from './message';
 import type { MimeProblem, MimeProblemCode } from './problems';
 
