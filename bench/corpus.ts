@@ -29,7 +29,8 @@ const WORDS = ('the of and to in is for on that with as this by be are from at o
   + 'meeting report invoice quarter budget delivery schedule project review team customer '
   + 'contract update agenda attached please find regards thanks office travel order account '
   + 'proposal draft minutes summary planning policy approval request support service week '
-  + 'monday friday morning afternoon question answer figures numbers sales market product').split(' ');
+  + 'monday friday morning afternoon question answer figures numbers sales market product')
+  .split(' ');
 
 export interface DnsEntry {
   name: string;
@@ -68,7 +69,9 @@ export async function buildCorpus(size = 200, seed = 8): Promise<Corpus> {
   for (let index = 1; index <= SENDER_DOMAINS; index++) {
     const name = `sender${index}.bench.test`;
     const key = index % 2 === 0 ? rsaKey(2048) : null;
-    records.push({ name, type: 'TXT', data: 'v=spf1 ip4:192.0.2.0/24 ip4:203.0.113.0/24 ip4:127.0.0.1 -all' });
+    records.push({
+      name, type: 'TXT', data: 'v=spf1 ip4:192.0.2.0/24 ip4:203.0.113.0/24 ip4:127.0.0.1 -all',
+    });
     records.push({ name: `_dmarc.${name}`, type: 'TXT',
       data: `v=DMARC1; p=${index % 3 === 0 ? 'none' : 'reject'}` });
     if (key) records.push({ name: `s1._domainkey.${name}`, type: 'TXT', data: key.record });
@@ -86,12 +89,16 @@ export async function buildCorpus(size = 200, seed = 8): Promise<Corpus> {
       : roll < 0.12 ? 'large' : roll < 0.27 ? 'medium' : 'small';
     mix[kind] = (mix[kind] ?? 0) + 1;
     const domain = domains[between(0, domains.length)] as (typeof domains)[number];
-    const from = `${pick(random, ['alice', 'bob', 'carol', 'dave', 'erin'])}${index}@${domain.name}`;
+    const sender = pick(random, ['alice', 'bob', 'carol', 'dave', 'erin']);
+    const from = `${sender}${index}@${domain.name}`;
     const recipients = random() < 0.1 ? between(2, 4) : 1;
-    const to = Array.from({ length: recipients }, () => `user${between(1, 200)}@${ACCEPTED_DOMAIN}`);
-    const clientIp = kind === 'listed' ? `203.0.113.${between(10, 20)}` : `192.0.2.${between(1, 201)}`;
+    const to = Array.from({ length: recipients },
+      () => `user${between(1, 200)}@${ACCEPTED_DOMAIN}`);
+    const clientIp = kind === 'listed'
+      ? `203.0.113.${between(10, 20)}` : `192.0.2.${between(1, 201)}`;
 
-    let text = buildMessage(random, kind, { from, to, id: `<bench-${seed}-${index}@${domain.name}>` });
+    const id = `<bench-${seed}-${index}@${domain.name}>`;
+    let text = buildMessage(random, kind, { from, to, id });
     if (domain.key) {
       text = await dkimSigned(text, { domain: domain.name, selector: 's1', key: domain.key });
     }
@@ -103,10 +110,11 @@ export async function buildCorpus(size = 200, seed = 8): Promise<Corpus> {
   }
 
   // The message smtp-source sends: about 10 KB of text from the first domain, unsigned.
-  const typicalFrom = `alice@${(domains[0] as (typeof domains)[number]).name}`;
+  const firstDomain = (domains[0] as (typeof domains)[number]).name;
+  const typicalFrom = `alice@${firstDomain}`;
   const typicalTo = `user1@${ACCEPTED_DOMAIN}`;
   const typicalText = buildMessage(seededRandom(seed + 1), 'typical', {
-    from: typicalFrom, to: [typicalTo], id: `<bench-typical@${(domains[0] as (typeof domains)[number]).name}>`,
+    from: typicalFrom, to: [typicalTo], id: `<bench-typical@${firstDomain}>`,
   });
   return {
     messages, records, mix,
@@ -137,10 +145,13 @@ function buildMessage(
     let body = paragraphs(random, target - 600);
     if (kind === 'gtube') body = `${body}\r\n${GTUBE_STRING}\r\n`;
     if (kind !== 'typical' && random() < 0.5) {
-      const html = `<html><body><p>${body.replace(/\r\n\r\n/g, '</p>\r\n<p>')}</p></body></html>\r\n`;
-      return `${headers({ ...envelope, subject }, 'multipart/alternative; boundary="bench-alt"')}\r\n`
+      const paragraphsHtml = body.replace(/\r\n\r\n/g, '</p>\r\n<p>');
+      const html = `<html><body><p>${paragraphsHtml}</p></body></html>\r\n`;
+      const type = 'multipart/alternative; boundary="bench-alt"';
+      return `${headers({ ...envelope, subject }, type)}\r\n`
         + `--bench-alt\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n${body}`
-        + `--bench-alt\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n${html}--bench-alt--\r\n`;
+        + '--bench-alt\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n'
+        + `${html}--bench-alt--\r\n`;
     }
     return `${headers({ ...envelope, subject }, 'text/plain; charset=us-ascii')}\r\n${body}`;
   }
@@ -149,8 +160,10 @@ function buildMessage(
   const attachmentBytes = kind === 'large' ? between(750_000, 1_500_000)
     : kind === 'medium' ? between(37_000, 150_000) : 0;
   const attachment = kind === 'eicar'
-    ? { name: 'eicar.com', type: 'application/octet-stream', bytes: Buffer.from(EICAR_STRING, 'latin1') }
-    : { name: `report-${between(1, 999)}.pdf`, type: 'application/pdf', bytes: pdfLike(random, attachmentBytes) };
+    ? { name: 'eicar.com', type: 'application/octet-stream',
+      bytes: Buffer.from(EICAR_STRING, 'latin1') }
+    : { name: `report-${between(1, 999)}.pdf`, type: 'application/pdf',
+      bytes: pdfLike(random, attachmentBytes) };
   const body = paragraphs(random, between(1_000, 3_000));
   return `${headers({ ...envelope, subject }, 'multipart/mixed; boundary="bench-mixed"')}\r\n`
     + `--bench-mixed\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n${body}`
@@ -217,7 +230,9 @@ function paragraphs(random: () => number, bytes: number): string {
 function base64Lines(content: Buffer): string {
   const encoded = content.toString('base64');
   const lines: string[] = [];
-  for (let start = 0; start < encoded.length; start += 76) lines.push(encoded.slice(start, start + 76));
+  for (let start = 0; start < encoded.length; start += 76) {
+    lines.push(encoded.slice(start, start + 76));
+  }
   return lines.join('\r\n');
 }
 

@@ -65,7 +65,8 @@ function ini(mode: Mode, services: Services, workers: number): string {
     '[downstream]',
     'pool_size = 64',
     '[rules]',
-    `dir = ${mode === 'full' ? join(REPO_ROOT, 'rules') : mkdtempSync(join(tmpdir(), 'moat-bench-rules-'))}`,
+    `dir = ${mode === 'full' ? join(REPO_ROOT, 'rules')
+      : mkdtempSync(join(tmpdir(), 'moat-bench-rules-'))}`,
     'reload = false',
     '[scanners]',
     'local = off',

@@ -87,7 +87,8 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     options.onMessage?.(result);
   };
 
-  await Promise.all(Array.from({ length: options.concurrency }, () => worker(options, take, record)));
+  await Promise.all(Array.from({ length: options.concurrency },
+    () => worker(options, take, record)));
   return summarise(results, performance.now() - started);
 }
 

@@ -38,7 +38,8 @@ export async function measure<T>(subjects: Subjects, run: () => Promise<T>): Pro
   const cpuMs: Record<string, number> = {};
   const lostProcess: string[] = [];
   for (const [name, pid] of roots) {
-    const spent = cpuBetween(before.get(name) as ReturnType<typeof cpuSnapshot>, cpuSnapshot([pid]));
+    const start = before.get(name) as ReturnType<typeof cpuSnapshot>;
+    const spent = cpuBetween(start, cpuSnapshot([pid]));
     cpuMs[name] = spent.ms;
     if (spent.lost) lostProcess.push(name);
   }
@@ -70,7 +71,9 @@ export async function histograms(metricsPort: number, names: string[]): Promise<
 }
 
 /** Mean milliseconds per observation between two readings, per series that moved. */
-export function meanMsBetween(before: HistogramTotals, after: HistogramTotals): Record<string, { ms: number; count: number }> {
+export function meanMsBetween(
+  before: HistogramTotals, after: HistogramTotals,
+): Record<string, { ms: number; count: number }> {
   const means: Record<string, { ms: number; count: number }> = {};
   for (const [key, now] of after) {
     const then = before.get(key) ?? { sum: 0, count: 0 };

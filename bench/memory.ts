@@ -42,7 +42,8 @@ export async function runMemoryChecks(
   const runs: MemoryRun[] = [];
   for (const gateway of [relay, full]) {
     say(`memory: ${concurrency} x ${messageMb} MB at once to the ${gateway.mode} gateway`);
-    const measured = await measure({ trees: { moat: gateway.pid }, memoryOf: gateway.pid }, () => runLoad({
+    const subjects = { trees: { moat: gateway.pid }, memoryOf: gateway.pid };
+    const measured = await measure(subjects, () => runLoad({
       host: gateway.gateway.host, port: gateway.gateway.port, concurrency, messages: [message],
       count: concurrency, timeoutMs: 600_000,
       ...(gateway.mode === 'full' ? { proxyFrom: PROXY_CLIENT } : {}),

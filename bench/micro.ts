@@ -50,9 +50,12 @@ async function timed(iterations: number, step: (index: number) => Promise<void> 
   return { wallMs, cpuMs: (cpu.user + cpu.system) / 1000 / iterations };
 }
 
-const fixed = (value: number, digits = 3): number => Math.round(value * 10 ** digits) / 10 ** digits;
+const fixed = (value: number, digits = 3): number =>
+  Math.round(value * 10 ** digits) / 10 ** digits;
 
-export async function runMicro(services: Services, corpus: Corpus, say: (text: string) => void): Promise<MicroRow[]> {
+export async function runMicro(
+  services: Services, corpus: Corpus, say: (text: string) => void,
+): Promise<MicroRow[]> {
   const rows: MicroRow[] = [];
   say('micro: rate limits');
   rows.push(...await rateLimitRows(services));
@@ -77,7 +80,9 @@ async function rateLimitRows(services: Services): Promise<MicroRow[]> {
   const settings: RateLimitConfig = { limits, exempt: { networks: [], senders: [] },
     redisTimeoutMs: 1000, redisCluster: false, connectionLeaseMs: 60_000 };
   const stores: Array<[string, CounterStore]> = [
-    ['redis', new RedisCounterStore({ url: services.redis.url, cluster: false, timeoutMs: 1000, onClientError: () => undefined })],
+    ['redis', new RedisCounterStore({
+      url: services.redis.url, cluster: false, timeoutMs: 1000, onClientError: () => undefined,
+    })],
     ['memory', new MemoryCounterStore()],
   ];
   const rows: MicroRow[] = [];
@@ -90,12 +95,18 @@ async function rateLimitRows(services: Services): Promise<MicroRow[]> {
       const member = `bench:${index}`;
       const connect = await limiter.check('connect', { clientIp, member });
       await limiter.check('mail', { clientIp, sender, member: `${member}:m` });
-      await limiter.check('rcpt', { clientIp, sender, recipient: `user${Math.abs(index) % 200}@example.com`,
-        recipientsSoFar: 0, member: `${member}:r` });
+      const recipient = `user${Math.abs(index) % 200}@example.com`;
+      await limiter.check('rcpt', {
+        clientIp, sender, recipient, recipientsSoFar: 0, member: `${member}:r`,
+      });
       if (connect.lease) await store.release(connect.lease.key, connect.lease.member);
     });
-    rows.push({ name: `rate limits, every limit on, ${kind} store`, value: fixed(result.wallMs), unit: 'ms/message',
-      detail: `connect+MAIL+RCPT+close, sequential; ${fixed(result.cpuMs)} ms CPU in Moat's process` });
+    rows.push({
+      name: `rate limits, every limit on, ${kind} store`, value: fixed(result.wallMs),
+      unit: 'ms/message',
+      detail: `connect+MAIL+RCPT+close, sequential; ${fixed(result.cpuMs)} ms CPU `
+        + 'in Moat\'s process',
+    });
     await store.close();
   }
   return rows;
@@ -107,7 +118,8 @@ function rulesRows(): MicroRow[] {
   for (let index = 0; index < 300; index++) {
     const condition = [
       `subject: { regex: "(?:urgent|invoice) #${index}[0-9]+" }`,
-      `body: { keywords: ["wire transfer ${index}", "gift card ${index}", "password reset ${index}"] }`,
+      `body: { keywords: ["wire transfer ${index}", "gift card ${index}", `
+        + `"password reset ${index}"] }`,
       `header: { name: X-Bench-${index}, contains: "marker" }`,
       `attachment: { name: ["*.scr${index}", "*.js${index}"] }`,
       `sender: { domain: spam${index}.example }`,
@@ -120,8 +132,10 @@ function rulesRows(): MicroRow[] {
   const set = loadRuleSet(dir);
 
   // A 100 KB message: text and an attachment.
-  const words = 'quarterly report attached please review the figures before the meeting '.repeat(20);
-  const body = Array.from({ length: 1100 }, (_, index) => `${index} ${words.slice(0, 60)}`).join('\r\n');
+  const words = 'quarterly report attached please review the figures before the meeting '
+    .repeat(20);
+  const body = Array.from({ length: 1100 }, (_, index) => `${index} ${words.slice(0, 60)}`)
+    .join('\r\n');
   const attachment = Buffer.alloc(20_000, 7).toString('base64').replace(/.{76}/g, '$&\r\n');
   const raw = Buffer.from([
     'From: <alice@sender1.bench.test>', 'To: <user1@example.com>', 'Subject: The report',
@@ -132,7 +146,9 @@ function rulesRows(): MicroRow[] {
   const parsed = { value: fromRawMessage(raw) };
   const parse = timedSync(200, () => { parsed.value = fromRawMessage(raw); });
   const input = {
-    envelope: { sender: 'alice@sender1.bench.test', recipients: ['user1@example.com'], clientIp: '192.0.2.1' },
+    envelope: {
+      sender: 'alice@sender1.bench.test', recipients: ['user1@example.com'], clientIp: '192.0.2.1',
+    },
     message: parsed.value, direction: 'inbound' as const, results: [],
     acceptedDomains: new Set(['example.com']), internalNetworks: new BlockList(),
     maxTextChars: 2 * 1024 * 1024,
@@ -140,7 +156,8 @@ function rulesRows(): MicroRow[] {
   const evaluation = timedSync(200, () => { runRules(set, input); });
   return [
     { name: `rules, ${set.rules.length} rules on a ${Math.round(raw.length / 1024)} KB message`,
-      value: fixed(evaluation), unit: 'ms/message', detail: 'evaluation only (every rule evaluated: monitor mode)' },
+      value: fixed(evaluation), unit: 'ms/message',
+      detail: 'evaluation only (every rule evaluated: monitor mode)' },
     { name: 'rules, reading that message for the rules', value: fixed(parse), unit: 'ms/message',
       detail: 'MIME parse and text extraction when the scan stage\'s parse is not shared' },
   ];
@@ -167,7 +184,8 @@ async function dnsRows(services: Services): Promise<MicroRow[]> {
   const hit = await timed(5000, async () => { await resolver.resolve('hit.bench.test', 'TXT'); });
   return [
     { name: 'DNS lookup, cache miss', value: fixed(miss.wallMs * 1000, 0), unit: 'µs',
-      detail: `a query to the loopback DNS server; ${fixed(miss.cpuMs * 1000, 0)} µs CPU in Moat's process` },
+      detail: `a query to the loopback DNS server; ${fixed(miss.cpuMs * 1000, 0)} µs CPU `
+        + 'in Moat\'s process' },
     { name: 'DNS lookup, cache hit', value: fixed(hit.wallMs * 1000, 1), unit: 'µs',
       detail: `${fixed(hit.cpuMs * 1000, 1)} µs CPU` },
   ];
@@ -182,14 +200,18 @@ async function authRows(services: Services, corpus: Corpus): Promise<MicroRow[]>
   const signed = corpus.messages.find((message) => message.name.startsWith('small')
     && message.wire.includes('DKIM-Signature'));
   if (!signed) return [];
-  const message = Buffer.from(signed.wire.toString('latin1').replace(/\r\n\.\./g, '\r\n.'), 'latin1');
+  // The corpus keeps messages dot-stuffed for the wire; the checks read them unstuffed.
+  const unstuffed = signed.wire.toString('latin1').replace(/\r\n\.\./g, '\r\n.');
+  const message = Buffer.from(unstuffed, 'latin1');
   const sender = signed.from;
+  const spfQuery = {
+    clientIp: '192.0.2.7', sender, helo: 'mail.sender.example', mta: 'moat.bench.test',
+    resolve: resolver.lookup, timeoutMs: 8000,
+  };
   const spf = await timed(500, async () => {
-    await checkSpf({ clientIp: '192.0.2.7', sender, helo: 'mail.sender.example', mta: 'moat.bench.test',
-      resolve: resolver.lookup, timeoutMs: 8000 });
+    await checkSpf(spfQuery);
   });
-  const spfResult = await checkSpf({ clientIp: '192.0.2.7', sender, helo: 'mail.sender.example',
-    mta: 'moat.bench.test', resolve: resolver.lookup, timeoutMs: 8000 });
+  const spfResult = await checkSpf(spfQuery);
   const data = await timed(300, async () => {
     await authenticateMessage(message, { spf: spfResult, sender, resolve: resolver.lookup,
       minRsaBits: 1024, rejectRsaSha1: true, partialBody: 'policy', timeoutMs: 15_000 });
@@ -197,7 +219,9 @@ async function authRows(services: Services, corpus: Corpus): Promise<MicroRow[]>
   return [
     { name: 'auth, SPF at MAIL', value: fixed(spf.cpuMs), unit: 'ms CPU/message',
       detail: `${fixed(spf.wallMs)} ms wall, resolver cache warm` },
-    { name: `auth, DKIM+ARC+DMARC at end of DATA (${Math.round(message.length / 1024)} KB, RSA 2048 signed)`,
-      value: fixed(data.cpuMs), unit: 'ms CPU/message', detail: `${fixed(data.wallMs)} ms wall, resolver cache warm` },
+    { name: `auth, DKIM+ARC+DMARC at end of DATA (${Math.round(message.length / 1024)} KB, `
+        + 'RSA 2048 signed)',
+      value: fixed(data.cpuMs), unit: 'ms CPU/message',
+      detail: `${fixed(data.wallMs)} ms wall, resolver cache warm` },
   ];
 }

@@ -5,9 +5,9 @@
  * Starts the services and one gateway under V8's sampling profiler (--cpu-prof through
  * NODE_OPTIONS), sends it `messages` copies of the benchmark's ~10 KB message with smtp-source
  * (relay, or `source`) or the mixed corpus with the benchmark's client (full, or `client`),
- * stops it (the profile is written at exit) and prints the functions and the files with the most self time, and for
- * the costliest functions the call paths that lead to them. MOAT_PROFILE_DIR keeps the raw
- * profile (for Chrome DevTools or speedscope).
+ * stops it (the profile is written at exit) and prints the functions and the files with the
+ * most self time, and for the costliest functions the call paths that lead to them.
+ * MOAT_PROFILE_DIR keeps the raw profile (for Chrome DevTools or speedscope).
  */
 
 import { readdirSync, readFileSync } from 'node:fs';
@@ -45,7 +45,8 @@ export async function profile(
   try {
     if (tool === 'source') {
       await runSmtpSource({ host: gateway.gateway.host, port: gateway.gateway.port, sessions,
-        count: messages, file: corpus.typical.file, from: corpus.typical.from, to: corpus.typical.to });
+        count: messages, file: corpus.typical.file, from: corpus.typical.from,
+        to: corpus.typical.to });
     } else {
       await runLoad({ host: gateway.gateway.host, port: gateway.gateway.port, concurrency: sessions,
         messages: corpus.messages, count: messages, proxyFrom: PROXY_CLIENT });
@@ -82,14 +83,22 @@ function summarise(profileData: CpuProfile, messages: number): void {
   }
   const top = (map: Map<string, number>, count: number): string[] => [...map.entries()]
     .sort((a, b) => b[1] - a[1]).slice(0, count)
-    .map(([name, ms]) => `${(ms / messages).toFixed(3).padStart(8)} ms/msg ${((ms / total) * 100).toFixed(1).padStart(5)}%  ${name}`);
-  process.stdout.write(`busy ${(total / messages).toFixed(3)} ms per message (JavaScript, GC, native)\n`);
-  process.stdout.write(`\ncall paths to the costliest functions:\n${callPaths(profileData, selfMs, messages).join('\n')}\n`);
-  process.stdout.write(`\nfiles:\n${top(byFile, 30).join('\n')}\n\nfunctions:\n${top(byFunction, 40).join('\n')}\n`);
+    .map(([name, ms]) => {
+      const share = ((ms / total) * 100).toFixed(1).padStart(5);
+      return `${(ms / messages).toFixed(3).padStart(8)} ms/msg ${share}%  ${name}`;
+    });
+  const perMessage = (total / messages).toFixed(3);
+  const paths = callPaths(profileData, selfMs, messages).join('\n');
+  process.stdout.write(`busy ${perMessage} ms per message (JavaScript, GC, native)\n`);
+  process.stdout.write(`\ncall paths to the costliest functions:\n${paths}\n`);
+  process.stdout.write(`\nfiles:\n${top(byFile, 30).join('\n')}\n\n`
+    + `functions:\n${top(byFunction, 40).join('\n')}\n`);
 }
 
 /** For the 12 costliest functions, their 3 heaviest call paths (5 frames up). */
-function callPaths(profileData: CpuProfile, selfMs: Map<number, number>, messages: number): string[] {
+function callPaths(
+  profileData: CpuProfile, selfMs: Map<number, number>, messages: number,
+): string[] {
   const parent = new Map<number, ProfileNode>();
   const byId = new Map(profileData.nodes.map((node) => [node.id, node]));
   for (const node of profileData.nodes) {
@@ -102,13 +111,16 @@ function callPaths(profileData: CpuProfile, selfMs: Map<number, number>, message
     const node = byId.get(id);
     if (!node || ['(idle)', '(program)'].includes(node.callFrame.functionName)) continue;
     const chain: string[] = [];
-    for (let up = parent.get(id); up && chain.length < 5; up = parent.get(up.id)) chain.push(label(up));
+    for (let up = parent.get(id); up && chain.length < 5; up = parent.get(up.id)) {
+      chain.push(label(up));
+    }
     const own = paths.get(label(node)) ?? new Map<string, number>();
     own.set(chain.join(' < '), (own.get(chain.join(' < ')) ?? 0) + ms);
     paths.set(label(node), own);
   }
   const total = (map: Map<string, number>): number => [...map.values()].reduce((a, b) => a + b, 0);
-  return [...paths.entries()].sort((a, b) => total(b[1]) - total(a[1])).slice(0, 12).flatMap(([name, chains]) => [
+  const costliest = [...paths.entries()].sort((a, b) => total(b[1]) - total(a[1])).slice(0, 12);
+  return costliest.flatMap(([name, chains]) => [
     `${(total(chains) / messages).toFixed(3)} ms/msg ${name}`,
     ...[...chains.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3)
       .map(([chain, ms]) => `    ${(ms / messages).toFixed(3)} < ${chain}`),
@@ -128,8 +140,9 @@ if (require.main === module) {
   if (tool !== undefined && tool !== 'source' && tool !== 'client') {
     throw new RangeError('tool: source (smtp-source, the ~10 KB message) or client (the corpus)');
   }
-  profile(mode, Number(messages), Number(sessions), tool).then(() => process.exit(0), (error: unknown) => {
-    process.stderr.write(`profile: ${error instanceof Error ? error.stack : String(error)}\n`);
-    process.exit(1);
-  });
+  profile(mode, Number(messages), Number(sessions), tool).then(() => process.exit(0),
+    (error: unknown) => {
+      process.stderr.write(`profile: ${error instanceof Error ? error.stack : String(error)}\n`);
+      process.exit(1);
+    });
 }

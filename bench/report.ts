@@ -68,7 +68,8 @@ const median = (values: number[]): number => {
   return sorted.length % 2 === 1 ? sorted[middle] as number
     : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 };
-const round = (value: number, digits = 2): number => Math.round(value * 10 ** digits) / 10 ** digits;
+const round = (value: number, digits = 2): number =>
+  Math.round(value * 10 ** digits) / 10 ** digits;
 const mb = (bytes: number): number => round(bytes / 1024 / 1024, 1);
 
 export function summarise(input: SummaryInput) {
@@ -131,11 +132,14 @@ export function summarise(input: SummaryInput) {
 
 /** The issue's targets, each with the figures it was judged on. */
 function targets(rows: Row[], input: SummaryInput) {
-  const of = (mode: Row['mode'], tool: Row['tool']) => rows.filter((row) => row.mode === mode && row.tool === tool);
-  const relayRatios = of('relay', 'smtp-source').map((row) => ({ level: row.level, ofFloor: row.ofFloor }));
+  const of = (mode: Row['mode'], tool: Row['tool']) =>
+    rows.filter((row) => row.mode === mode && row.tool === tool);
+  const relayRatios = of('relay', 'smtp-source')
+    .map((row) => ({ level: row.level, ofFloor: row.ofFloor }));
   const cpuRatio = of('full', 'smtp-source').map((row) => {
     const relay = of('relay', 'smtp-source').find((other) => other.level === row.level);
-    return { level: row.level, full: row.cpuMsPerMessage.moat, relay: relay?.cpuMsPerMessage.moat ?? 0,
+    return {
+      level: row.level, full: row.cpuMsPerMessage.moat, relay: relay?.cpuMsPerMessage.moat ?? 0,
       ratio: relay && relay.cpuMsPerMessage.moat > 0
         ? round(row.cpuMsPerMessage.moat / relay.cpuMsPerMessage.moat) : null };
   });
@@ -148,7 +152,8 @@ function targets(rows: Row[], input: SummaryInput) {
     relayAtLeast015OfFloor: { met: worstRelay >= 0.15, worst: worstRelay, byLevel: relayRatios },
     fullCpuAtMostTwiceRelay: { met: worstCpu <= 2, worst: worstCpu, byLevel: cpuRatio },
     scanStepNearSlowerScanner: scan ? {
-      met: scan.stepOverSlower <= 1.2, stepOverSlower: scan.stepOverSlower, stepOverSum: scan.stepOverSum,
+      met: scan.stepOverSlower <= 1.2, stepOverSlower: scan.stepOverSlower,
+      stepOverSum: scan.stepOverSum,
     } : null,
     idleRssPerWorkerAtMost150Mb: { met: idle <= 150 * 1024 * 1024, worstMb: mb(idle) },
     fiftyTwentyMbUnder400Mb: input.memory ? {
@@ -171,7 +176,8 @@ function scanStep(runs: RunRecord[]) {
   return {
     messages: totals.messages, stepMs: ms(totals.step), clamdMs: ms(totals.clamd),
     spamdMs: ms(totals.spamd), slowerMs: ms(totals.slower), sumMs: ms(totals.added),
-    stepOverSlower: round(totals.step / totals.slower), stepOverSum: round(totals.step / totals.added),
+    stepOverSlower: round(totals.step / totals.slower),
+    stepOverSum: round(totals.step / totals.added),
   };
 }
 
@@ -190,6 +196,25 @@ function checksOf(runs: RunRecord[]) {
     [series, { meanMs: round(totalMs / count, 3), count }]));
 }
 
+/** The table's columns: title, width, the cell of a row, and whether it is left-aligned. */
+const COLUMNS: Array<[string, number, (row: Row) => string | number, boolean?]> = [
+  ['client', 12, (row) => row.tool, true],
+  ['conc', 5, (row) => row.level],
+  [' mode', 7, (row) => ` ${row.mode}`, true],
+  ['msg/s', 9, (row) => row.perSecond],
+  ['x floor', 9, (row) => row.ofFloor ?? '1'],
+  ['range', 14, (row) => (row.ofFloorRange ? row.ofFloorRange.join('-') : '')],
+  ['p50 ms', 9, (row) => row.latencyMs?.p50 ?? ''],
+  ['p95 ms', 9, (row) => row.latencyMs?.p95 ?? ''],
+  ['p99 ms', 9, (row) => row.latencyMs?.p99 ?? ''],
+  ['moat CPU', 10, (row) => row.cpuMsPerMessage.moat],
+  ['clamd', 8, (row) => row.cpuMsPerMessage.clamd],
+  ['spamd', 8, (row) => row.cpuMsPerMessage.spamd],
+  ['redis', 7, (row) => row.cpuMsPerMessage.redis],
+  ['peak MB', 9, (row) => (row.mode === 'floor' ? '' : row.peakRssMb)],
+  ['bad', 5, (row) => row.mismatches],
+];
+
 export function printReport(summary: Summary): void {
   const out: string[] = [];
   const pad = (text: string | number, width: number): string => String(text).padStart(width);
@@ -198,41 +223,41 @@ export function printReport(summary: Summary): void {
     + `${summary.machine.loadAverage.start.map((value) => value.toFixed(2)).join('/')} at start, `
     + `${summary.machine.loadAverage.end.map((value) => value.toFixed(2)).join('/')} at end`);
   out.push('');
-  out.push(`${'client'.padEnd(12)}${pad('conc', 5)} ${'mode'.padEnd(6)}${pad('msg/s', 9)}${pad('x floor', 9)}`
-    + `${pad('range', 14)}${pad('p50 ms', 9)}${pad('p95 ms', 9)}${pad('p99 ms', 9)}`
-    + `${pad('moat CPU', 10)}${pad('clamd', 8)}${pad('spamd', 8)}${pad('redis', 7)}${pad('peak MB', 9)}${pad('bad', 5)}`);
+  const cell = (text: string | number, width: number, left = false): string =>
+    (left ? String(text).padEnd(width) : pad(text, width));
+  out.push(COLUMNS.map(([title, width, , left]) => cell(title, width, left)).join(''));
   for (const row of summary.rows) {
-    out.push(`${row.tool.padEnd(12)}${pad(row.level, 5)} ${row.mode.padEnd(6)}${pad(row.perSecond, 9)}`
-      + `${pad(row.ofFloor ?? '1', 9)}${pad(row.ofFloorRange ? row.ofFloorRange.join('-') : '', 14)}`
-      + `${pad(row.latencyMs?.p50 ?? '', 9)}${pad(row.latencyMs?.p95 ?? '', 9)}${pad(row.latencyMs?.p99 ?? '', 9)}`
-      + `${pad(row.cpuMsPerMessage.moat, 10)}${pad(row.cpuMsPerMessage.clamd, 8)}`
-      + `${pad(row.cpuMsPerMessage.spamd, 8)}${pad(row.cpuMsPerMessage.redis, 7)}`
-      + `${pad(row.mode === 'floor' ? '' : row.peakRssMb, 9)}${pad(row.mismatches, 5)}`);
+    out.push(COLUMNS.map(([, width, value, left]) => cell(value(row), width, left)).join(''));
   }
   out.push('(CPU columns: milliseconds of CPU per message; "bad": replies other than expected)');
   out.push('');
   const t = summary.targets;
-  out.push(`target relay >= 0.15 x floor (smtp-source): ${t.relayAtLeast015OfFloor.met ? 'MET' : 'NOT MET'}, `
-    + `worst ${t.relayAtLeast015OfFloor.worst}`);
-  out.push(`target full Moat CPU/msg <= 2 x relay: ${t.fullCpuAtMostTwiceRelay.met ? 'MET' : 'NOT MET'}, `
-    + `worst ${t.fullCpuAtMostTwiceRelay.worst}`);
+  const verdict = (met: boolean): string => (met ? 'MET' : 'NOT MET');
+  out.push(`target relay >= 0.15 x floor (smtp-source): `
+    + `${verdict(t.relayAtLeast015OfFloor.met)}, worst ${t.relayAtLeast015OfFloor.worst}`);
+  out.push(`target full Moat CPU/msg <= 2 x relay: `
+    + `${verdict(t.fullCpuAtMostTwiceRelay.met)}, worst ${t.fullCpuAtMostTwiceRelay.worst}`);
   if (summary.scanStep) {
     const scan = summary.scanStep;
-    out.push(`scan step per message ${scan.stepMs} ms; clamd ${scan.clamdMs}, spamd ${scan.spamdMs}; `
-      + `slower ${scan.slowerMs}, sum ${scan.sumMs} (step/slower ${scan.stepOverSlower}, step/sum ${scan.stepOverSum})`);
+    out.push(`scan step per message ${scan.stepMs} ms; clamd ${scan.clamdMs}, `
+      + `spamd ${scan.spamdMs}; slower ${scan.slowerMs}, sum ${scan.sumMs} `
+      + `(step/slower ${scan.stepOverSlower}, step/sum ${scan.stepOverSum})`);
   }
-  out.push(`idle RSS per worker: relay ${summary.memory.idleRssMbPerWorker.relay} MB, full `
-    + `${summary.memory.idleRssMbPerWorker.full} MB (after warm-up ${summary.memory.afterWarmUpRssMbPerWorker.relay}`
-    + ` / ${summary.memory.afterWarmUpRssMbPerWorker.full} MB)`);
+  const { idleRssMbPerWorker: idle, afterWarmUpRssMbPerWorker: warm } = summary.memory;
+  out.push(`idle RSS per worker: relay ${idle.relay} MB, full ${idle.full} MB `
+    + `(after warm-up ${warm.relay} / ${warm.full} MB)`);
   if (summary.memory.large) {
     for (const run of summary.memory.large.runs) {
-      out.push(`${run.concurrency} x ${run.messageMb} MB at once, ${run.mode}: peak ${run.peakMb} MB for Moat `
-        + `(${run.accepted}/${run.concurrency} accepted, ${run.seconds} s)`);
+      out.push(`${run.concurrency} x ${run.messageMb} MB at once, ${run.mode}: `
+        + `peak ${run.peakMb} MB for Moat (${run.accepted}/${run.concurrency} accepted, `
+        + `${run.seconds} s)`);
     }
   }
   for (const [series, { meanMs, count }] of Object.entries(summary.checksPerMessage)) {
     out.push(`in pipeline: ${series} ${meanMs} ms mean over ${count}`);
   }
-  for (const row of summary.micro) out.push(`micro: ${row.name}: ${row.value} ${row.unit} (${row.detail})`);
+  for (const row of summary.micro) {
+    out.push(`micro: ${row.name}: ${row.value} ${row.unit} (${row.detail})`);
+  }
   process.stdout.write(`${out.join('\n')}\n`);
 }

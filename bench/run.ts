@@ -58,7 +58,9 @@ function parseOptions(argv: string[]): BenchOptions {
   };
   const numbers = (text: string, what: string): number[] => text.split(',').map((item) => {
     const number = Number(item);
-    if (!Number.isFinite(number) || number <= 0) throw new RangeError(`${what}: "${item}" is not a positive number`);
+    if (!Number.isFinite(number) || number <= 0) {
+      throw new RangeError(`${what}: "${item}" is not a positive number`);
+    }
     return number;
   });
   return {
@@ -109,7 +111,8 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
 
     const memory: MemoryReport | null = options.skip.has('memory') ? null
       : await runMemoryChecks(relay, full, services, say);
-    const micro: MicroRow[] = options.skip.has('micro') ? [] : await runMicro(services, corpus, say);
+    const micro: MicroRow[] = options.skip.has('micro') ? []
+      : await runMicro(services, corpus, say);
 
     const summary = summarise({
       runs, idle, idleAfterWarmUp, memory, micro, full,
@@ -159,23 +162,37 @@ function subjects(gateway: BenchGateway | null, services: Services) {
   };
 }
 
+/**
+ * What both kinds of run share: the sink's count, Moat's histograms and the CPU and memory of
+ * every process tree, taken around `load`.
+ */
+async function measuredLoad<T>(
+  gateway: BenchGateway | null, services: Services, load: () => Promise<T>,
+): Promise<{ measured: Measured<T>; delivered: number; checks: RunRecord['checks'] }> {
+  const before = await sinkCount(services);
+  const metricsPort = gateway?.gateway.metricsPort;
+  const metricsBefore = metricsPort ? await histograms(metricsPort, HISTOGRAMS) : null;
+  const measured = await measure(subjects(gateway, services), load);
+  const delivered = (await sinkCount(services)) - before;
+  const checks = metricsPort && metricsBefore
+    ? meanMsBetween(metricsBefore, await histograms(metricsPort, HISTOGRAMS)) : {};
+  return { measured, delivered, checks };
+}
+
 async function sourceRun(
   mode: 'floor' | Mode, gateway: BenchGateway | null, services: Services, corpus: Corpus,
   level: number, repeat: number, scale: number,
 ): Promise<RunRecord> {
   const count = Math.max(level * 4, Math.round(COUNTS[mode].source * scale));
   const { host, port } = target(mode, gateway, services);
-  const before = await sinkCount(services);
-  const metricsBefore = gateway ? await histograms(gateway.gateway.metricsPort, HISTOGRAMS) : null;
-  const measured: Measured<SourceReport> = await measure(subjects(gateway, services), () => runSmtpSource({
-    host, port, sessions: level, count, file: corpus.typical.file,
-    from: corpus.typical.from, to: corpus.typical.to,
-  }));
-  const delivered = (await sinkCount(services)) - before;
-  const checks = gateway && metricsBefore
-    ? meanMsBetween(metricsBefore, await histograms(gateway.gateway.metricsPort, HISTOGRAMS)) : {};
+  const { measured, delivered, checks } = await measuredLoad(gateway, services,
+    (): Promise<SourceReport> => runSmtpSource({
+      host, port, sessions: level, count, file: corpus.typical.file,
+      from: corpus.typical.from, to: corpus.typical.to,
+    }));
   say(`${mode.padEnd(5)} smtp-source c=${level} #${repeat}: ${measured.result.perSecond} msg/s, `
-    + `moat ${perMessage(measured.cpuMs['moat'], count)} ms CPU/msg, delivered ${delivered}/${count}`);
+    + `moat ${perMessage(measured.cpuMs['moat'], count)} ms CPU/msg, `
+    + `delivered ${delivered}/${count}`);
   return {
     mode, tool: 'smtp-source', level, repeat, sent: count, delivered,
     perSecond: measured.result.perSecond, wallMs: measured.result.wallMs,
@@ -190,27 +207,26 @@ async function clientRun(
 ): Promise<RunRecord> {
   const count = Math.max(level * 4, Math.round(COUNTS[mode].client * scale));
   const { host, port } = target(mode, gateway, services);
-  const before = await sinkCount(services);
   const scansBefore = gateway ? { ...gateway.scans } : null;
-  const metricsBefore = gateway ? await histograms(gateway.gateway.metricsPort, HISTOGRAMS) : null;
-  const measured: Measured<LoadReport> = await measure(subjects(gateway, services), () => runLoad({
-    host, port, concurrency: level, messages: corpus.messages, count,
-    ...(mode === 'full' ? { proxyFrom: PROXY_CLIENT } : { expectAll: relayExpect }),
-  }));
-  const delivered = (await sinkCount(services)) - before;
-  const checks = gateway && metricsBefore
-    ? meanMsBetween(metricsBefore, await histograms(gateway.gateway.metricsPort, HISTOGRAMS)) : {};
+  const { measured, delivered, checks } = await measuredLoad(gateway, services,
+    (): Promise<LoadReport> => runLoad({
+      host, port, concurrency: level, messages: corpus.messages, count,
+      ...(mode === 'full' ? { proxyFrom: PROXY_CLIENT } : { expectAll: relayExpect }),
+    }));
   const report = measured.result;
   say(`${mode.padEnd(5)} client      c=${level} #${repeat}: ${report.perSecond} msg/s, `
     + `p50 ${report.latencyMs.p50} p95 ${report.latencyMs.p95} p99 ${report.latencyMs.p99} ms, `
-    + `moat ${perMessage(measured.cpuMs['moat'], count)} ms CPU/msg, mismatches ${report.mismatches}`
+    + `moat ${perMessage(measured.cpuMs['moat'], count)} ms CPU/msg, `
+    + `mismatches ${report.mismatches}`
     + (report.examples.length > 0 ? ` e.g. ${report.examples[0]}` : ''));
+  const scans = gateway && scansBefore && mode === 'full'
+    ? { scans: scanDelta(scansBefore, gateway.scans) } : {};
   return {
     mode, tool: 'client', level, repeat, sent: report.sent, delivered,
     perSecond: report.perSecond, wallMs: report.wallMs, latencyMs: report.latencyMs,
     cpuMs: measured.cpuMs, lostProcess: measured.lostProcess, peakRssBytes: measured.peakRssBytes,
     checks, mismatches: report.mismatches, codes: report.codes, examples: report.examples,
-    ...(gateway && scansBefore && mode === 'full' ? { scans: scanDelta(scansBefore, gateway.scans) } : {}),
+    ...scans,
   };
 }
 
@@ -238,7 +254,8 @@ void residentBytes;
 
 if (require.main === module) {
   main().then(() => process.exit(0), (error: unknown) => {
-    process.stderr.write(`bench: failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+    const text = error instanceof Error ? error.stack : String(error);
+    process.stderr.write(`bench: failed: ${text}\n`);
     process.exit(1);
   });
 }

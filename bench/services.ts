@@ -48,7 +48,9 @@ export async function startServices(records: DnsEntry[], scanners = true): Promi
     clamd: clamd as ClamdServer,
     spamd: spamd as SpamdServer,
     async stop() {
-      await Promise.allSettled([dns.stop(), redis.stop(), sink.stop(), clamd?.stop(), spamd?.stop()]);
+      await Promise.allSettled([
+        dns.stop(), redis.stop(), sink.stop(), clamd?.stop(), spamd?.stop(),
+      ]);
     },
   };
 }

@@ -15,7 +15,9 @@
  */
 
 import { freePort, LOOPBACK } from '../test/harness/ports';
-import { requireExecutable, spawnDaemon, waitUntilReady, type Daemon } from '../test/harness/process';
+import {
+  requireExecutable, spawnDaemon, waitUntilReady, type Daemon,
+} from '../test/harness/process';
 import { connect } from 'node:net';
 
 export interface Sink {

@@ -234,29 +234,32 @@ function openMessage(transaction: HarakaTransaction): {
 } {
   const head: Buffer[] = [];
   let headBytes = 0;
-  let settle: (block: string) => void = () => undefined;
+  let settled = false;
+  let resolveBlock: (block: string) => void = () => undefined;
   const headerBlockPromise = new Promise<string>((resolve) => {
-    let settled = false;
-    settle = () => {
-      if (settled) return;
-      settled = true;
-      resolve(headerBlock(Buffer.concat(head).subarray(0, MAX_HEADER_BLOCK)));
-    };
+    resolveBlock = resolve;
   });
+  const settle = (): void => {
+    if (settled) return;
+    settled = true;
+    resolveBlock(headerBlock(Buffer.concat(head).subarray(0, MAX_HEADER_BLOCK)));
+    head.length = 0;
+  };
   const stream = new Transform({
     transform(chunk: Buffer, _encoding, done) {
-      if (headBytes < MAX_HEADER_BLOCK) {
+      // Gathered only until the blank line that ends the header block.
+      if (!settled) {
         head.push(chunk);
         headBytes += chunk.length;
         if (headBytes >= MAX_HEADER_BLOCK || Buffer.concat(head).includes('\r\n\r\n')) {
-          settle('');
+          settle();
         }
       }
       done(null, chunk);
     },
   });
   // A message without a blank line (headers only) settles at its end.
-  for (const event of ['end', 'error', 'close']) stream.once(event, () => settle(''));
+  for (const event of ['end', 'error', 'close']) stream.once(event, () => settle());
   transaction.message_stream.pipe(stream, { dot_stuffed: true, line_endings: '\r\n' });
   return { stream, headerBlock: headerBlockPromise };
 }
