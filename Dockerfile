@@ -45,4 +45,5 @@ USER node
 EXPOSE 2525 9325
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:9325/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-CMD ["node", "dist/src/runtime/main.js"]
+# Node flags: src/runtime/node-flags.ts (a test keeps them the same).
+CMD ["node", "--max-semi-space-size=8", "dist/src/runtime/main.js"]

@@ -55,50 +55,57 @@ export interface ScanTotals {
 
 const HIGH = '100000/1m';
 
-function ini(mode: Mode, services: Services, workers: number): string {
-  const common = [
-    '[smtp]',
-    `workers = ${workers}`,
-    'max_connections_per_ip = 100000',
-    'max_connections = 100000',
-    ...(mode === 'full' ? ['internal_networks = 10.0.0.0/8'] : []),
-    '[downstream]',
-    'pool_size = 64',
-    '[rules]',
-    `dir = ${mode === 'full' ? join(REPO_ROOT, 'rules')
-      : mkdtempSync(join(tmpdir(), 'moat-bench-rules-'))}`,
-    'reload = false',
-    '[scanners]',
-    'local = off',
-  ];
-  if (mode === 'relay') {
-    return [...common, '[ratelimit]', 'concurrent_connections_per_ip = ', ''].join('\n');
+/** moat.ini as sections of key = value; `overrides` ("section.key": value) win. */
+function ini(
+  mode: Mode, services: Services, workers: number, overrides: Record<string, string> = {},
+): string {
+  const sections: Record<string, Record<string, string>> = {
+    smtp: {
+      workers: String(workers), max_connections_per_ip: '100000', max_connections: '100000',
+      ...(mode === 'full' ? { internal_networks: '10.0.0.0/8' } : {}),
+    },
+    downstream: { pool_size: '64' },
+    rules: {
+      dir: mode === 'full' ? join(REPO_ROOT, 'rules')
+        : mkdtempSync(join(tmpdir(), 'moat-bench-rules-')),
+      reload: 'false',
+    },
+    scanners: { local: 'off' },
+    ratelimit: { concurrent_connections_per_ip: '' },
+  };
+  if (mode === 'full') {
+    Object.assign(sections, {
+      dns: { servers: services.dns.address },
+      reputation: { zones: `block:${BLOCKLIST_ZONE}:1` },
+      redis: { url: services.redis.url },
+      ratelimit: {
+        concurrent_connections_per_ip: '100000', connections_per_ip: HIGH,
+        messages_per_ip: HIGH, messages_per_sender: HIGH, messages_per_sender_domain: HIGH,
+        recipients_per_message: '50', recipients_per_sender: HIGH, messages_per_recipient: HIGH,
+      },
+      clamd: { address: services.clamd.address, required: 'true' },
+      spamd: { address: services.spamd.address },
+    });
   }
-  return [
-    ...common,
-    '[dns]', `servers = ${services.dns.address}`,
-    '[reputation]', `zones = block:${BLOCKLIST_ZONE}:1`,
-    '[redis]', `url = ${services.redis.url}`,
-    '[ratelimit]',
-    'concurrent_connections_per_ip = 100000',
-    `connections_per_ip = ${HIGH}`,
-    `messages_per_ip = ${HIGH}`,
-    `messages_per_sender = ${HIGH}`,
-    `messages_per_sender_domain = ${HIGH}`,
-    'recipients_per_message = 50',
-    `recipients_per_sender = ${HIGH}`,
-    `messages_per_recipient = ${HIGH}`,
-    '[clamd]', `address = ${services.clamd.address}`, 'required = true',
-    '[spamd]', `address = ${services.spamd.address}`,
-    '',
-  ].join('\n');
+  for (const [name, value] of Object.entries(overrides)) {
+    const [section = '', key = ''] = name.split('.');
+    sections[section] = { ...sections[section], [key]: value };
+  }
+  return Object.entries(sections).flatMap(([section, keys]) => [
+    `[${section}]`, ...Object.entries(keys).map(([key, value]) => `${key} = ${value}`),
+  ]).join('\n');
 }
 
 export async function startBenchGateway(
-  mode: Mode, services: Services, options: { workers?: number; env?: Record<string, string> } = {},
+  mode: Mode, services: Services,
+  options: {
+    workers?: number; env?: Record<string, string>;
+    /** Settings over the mode's, as "section.key": value. */
+    settings?: Record<string, string>;
+  } = {},
 ): Promise<BenchGateway> {
   const gateway = await startGateway({
-    ini: ini(mode, services, options.workers ?? 0),
+    ini: ini(mode, services, options.workers ?? 0, options.settings),
     env: {
       MOAT_DOWNSTREAM: services.sink.address,
       ...(mode === 'full' ? { MOAT_PROXY_HOSTS: PROXY_CLIENT } : {}),

@@ -13,6 +13,7 @@
  */
 
 import { DirtyDataChecker, type DirtyDataKind } from '../src/content/dirty-data';
+import { SpoolBackpressure, type SpoolingStream } from '../src/content/spool-backpressure';
 import { logDecision } from '../src/observability/decision-log';
 import { countMessage, observeMessageSize } from '../src/observability/metrics';
 import { getRuntime, injectFault } from '../src/runtime/context';
@@ -29,6 +30,9 @@ const DIRTY_REASONS: Record<DirtyDataKind, ReasonCode> = {
   'line-too-long': 'line-too-long',
   'too-many-headers': 'too-many-headers',
 };
+
+/** Haraka's connection state while it reads the message (haraka-constants). */
+const STATE_DATA = 3;
 
 /** How often the data rate of a transaction in DATA is checked. */
 const RATE_CHECK_INTERVAL_MS = 5_000;
@@ -53,6 +57,11 @@ export const hook_data = hook('data', async (connection: HarakaConnection) => {
   state.dirty = dirty;
   state.dataStartedAt = Date.now();
   const store = transaction.add_data.bind(transaction);
+  // A message spooled to disk faster than the disk takes it slows its sender down instead.
+  const backpressure = new SpoolBackpressure(
+    transaction.message_stream as unknown as SpoolingStream, connection.client,
+    () => connection.state === STATE_DATA);
+  state.backpressure = backpressure;
   transaction.add_data = (line: Buffer): void => {
     dirty.feed(line);
     state.dataBytes += line.length;
@@ -62,6 +71,7 @@ export const hook_data = hook('data', async (connection: HarakaConnection) => {
       return;
     }
     store(line);
+    backpressure.afterLine();
   };
 
   watchDataRate(connection, state, limits.minDataRate, limits.minDataRateGraceMs);
@@ -109,6 +119,7 @@ export const hook_reset_transaction = hook('reset_transaction',
   async (connection: HarakaConnection) => {
   const state = transactionState(connection.transaction);
   if (state) stopRateWatch(state);
+  state?.backpressure?.stop();
   return CONTINUE;
 });
 

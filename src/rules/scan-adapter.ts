@@ -31,24 +31,32 @@ export function fromParsedMessage(parsed: ParsedMessage, size: number): RuleMess
   const attachments: RuleAttachment[] = [];
   for (const part of parsed.parts) {
     if (part.isMultipart || part.children.length > 0) continue;
-    // A body spilled to disk is read back only now, while the rules run, and dropped after.
-    const bytes = part.body ?? (part.bodyFile ? readFileSync(part.bodyFile) : Buffer.alloc(0));
     if (part.isAttachment) {
-      attachments.push(attachmentOf(part, bytes));
+      attachments.push(attachmentOf(part));
       continue;
     }
     if (part.contentType !== 'text/plain' && part.contentType !== 'text/html') continue;
-    const text = decodeCharset(bytes, part.parameters.get('charset') ?? 'us-ascii');
+    const text = decodeCharset(bodyOf(part), part.parameters.get('charset') ?? 'us-ascii');
     texts.push(part.contentType === 'text/html' ? htmlToText(text) : text);
   }
   return { headers, subject, text: texts.join('\n'), attachments, size };
 }
 
-function attachmentOf(part: MimePart, bytes: Buffer): RuleAttachment {
+/** A body spilled to disk is read back only when a rule needs it, and dropped with the rules. */
+function bodyOf(part: MimePart): Buffer {
+  return part.body ?? (part.bodyFile ? readFileSync(part.bodyFile) : Buffer.alloc(0));
+}
+
+function attachmentOf(part: MimePart): RuleAttachment {
+  let bytes: Buffer | undefined;
   return {
     filename: part.filename ?? '',
     declaredType: (part.declaredType ?? part.contentType).split(';')[0]?.trim().toLowerCase() ?? '',
-    bytes,
+    // Read on first use: a rule set that never looks inside attachments never loads them.
+    get bytes(): Buffer {
+      bytes ??= bodyOf(part);
+      return bytes;
+    },
     size: part.decodedBytes,
   };
 }

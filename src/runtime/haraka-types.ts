@@ -50,7 +50,7 @@ export interface HarakaConnection {
   current_line: string | null;
   early_talker: boolean;
   state: number;
-  client: { destroy(): void; remoteAddress?: string };
+  client: { destroy(): void; pause(): void; resume(): void; remoteAddress?: string };
   respond(code: number, message: string | string[], callback?: () => void): void;
   disconnect(): void;
   loginfo(...args: unknown[]): void;

@@ -8,6 +8,7 @@
 
 import type { TransactionAuth } from '../auth/transaction';
 import type { DirtyDataChecker } from '../content/dirty-data';
+import type { SpoolBackpressure } from '../content/spool-backpressure';
 import type { DnsListVerdict } from '../reputation/dnsbl';
 import type { SmtpReply } from '../verdict/reasons';
 import type { Decision } from '../verdict/verdict';
@@ -45,6 +46,8 @@ export interface TransactionState {
   sizeExceeded: boolean;
   dirty: DirtyDataChecker | null;
   rateTimer: NodeJS.Timeout | null;
+  /** Pauses the client while the spool file lags behind (plugins/content.ts). */
+  backpressure?: SpoolBackpressure;
   /** Headers to remove from the delivered copy (before decision.headers are added). */
   removeHeaders: string[];
   /** Extra evidence checks attach to the message's decision line, e.g. `rules`. */

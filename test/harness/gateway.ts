@@ -11,6 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, LOOPBACK } from './ports';
+import { GATEWAY_NODE_FLAGS } from '../../src/runtime/node-flags';
 import { makeTempDir, spawnDaemon, waitUntilReady, type Daemon } from './process';
 import { connect } from 'node:net';
 
@@ -74,7 +75,8 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     env['MOAT_CONFIG_DIR'] ??= makeTempDir('moat-gw-config-');
   }
 
-  const daemon = spawnDaemon('moat', process.execPath, [MAIN], { cwd: REPO_ROOT, env });
+  const daemon = spawnDaemon('moat', process.execPath, [...GATEWAY_NODE_FLAGS, MAIN],
+    { cwd: REPO_ROOT, env });
   const parsed: Array<Record<string, unknown>> = [];
   let partial = '';
   daemon.child.stdout?.on('data', (chunk: Buffer) => {

@@ -17,6 +17,7 @@ import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 
 import { registeredMetrics } from '../../src/observability/metrics-doc';
+import { GATEWAY_NODE_FLAGS } from '../../src/runtime/node-flags';
 import { REPO_ROOT } from '../harness/gateway';
 import { requireExecutable } from '../harness/process';
 
@@ -191,5 +192,15 @@ describe('Docker', () => {
     assert.match(runtime, /^USER (?!root)\S+$/m);
     assert.match(runtime, /^HEALTHCHECK .*\n?.*\/healthz/m);
     assert.doesNotMatch(runtime, /COPY (src|test|bench) /);
+  });
+
+  test('npm start and the container run the gateway with the Node flags the tests use', () => {
+    const bootstrap = readFileSync(join(REPO_ROOT, 'scripts', 'bootstrap.sh'), 'utf8');
+    const start = /^\s*start\) exec "\$NODE" (.*) dist\/src\/runtime\/main\.js/m.exec(bootstrap);
+    assert.deepEqual(start?.[1]?.split(' '), [...GATEWAY_NODE_FLAGS], 'scripts/bootstrap.sh start');
+    const dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
+    const cmd = /^CMD (\[.*\])$/m.exec(dockerfile);
+    assert.deepEqual(JSON.parse(cmd?.[1] ?? '[]'),
+      ['node', ...GATEWAY_NODE_FLAGS, 'dist/src/runtime/main.js'], 'Dockerfile CMD');
   });
 });
