@@ -20,9 +20,9 @@
  * below the others when a forged one is removed (Haraka removes headers by name only).
  */
 
-import { Transform, type Readable } from 'node:stream';
 import { claimsAuthservId, formatAuthResults } from '../src/auth/auth-results';
-import { findAuthor, headerBlock } from '../src/auth/from-header';
+import { findAuthor } from '../src/auth/from-header';
+import { openAuthMessage } from '../src/auth/message-reader';
 import { authenticateMessage, type MessageAuth } from '../src/auth/message-auth';
 import { NetworkList } from '../src/auth/networks';
 import { judgeMessage, spfRecord } from '../src/auth/policy';
@@ -132,7 +132,8 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
 
   // The message once, as the recipients will get it (dot-stuffing undone), streamed to
   // mailauth; its header block is kept on the way for the From checks.
-  const message = openMessage(transaction);
+  const message = openAuthMessage((destination) => transaction.message_stream.pipe(destination,
+    { dot_stuffed: true, line_endings: '\r\n' }));
   const spf = state.auth?.spf ?? null;
   const auth = runtime.config.auth;
   let messageAuth: MessageAuth | null = null;
@@ -152,9 +153,8 @@ export const hook_data_post = hook('data_post', async (connection: HarakaConnect
     });
   }
 
-  // Whatever mailauth left unread (it failed early, or ran out of time) is drained, so the
-  // header block settles and Haraka's stream is not left half-read.
-  message.stream.resume();
+  // Whatever mailauth left unread is drained: the next check must be able to read it.
+  await message.release();
   const author = findAuthor(await message.headerBlock);
 
   // The policy of the recipients' domains turns results into actions.
@@ -220,48 +220,6 @@ function removeForgedHeaders(transaction: HarakaTransaction, id: string): number
   transaction.remove_header(AUTH_RESULTS);
   for (const value of kept) transaction.add_header(AUTH_RESULTS, value.replace(/\r?\n$/, ''));
   return all.length - kept.length;
-}
-
-/** A header block longer than this is read as far as this (Haraka caps header lines too). */
-const MAX_HEADER_BLOCK = 1024 * 1024;
-
-/**
- * The message as a stream, so a large message is never held whole in memory here, and its
- * header block, gathered from the first chunks as they pass (settled when the stream ends).
- */
-function openMessage(transaction: HarakaTransaction): {
-  stream: Readable; headerBlock: Promise<string>;
-} {
-  const head: Buffer[] = [];
-  let headBytes = 0;
-  let settled = false;
-  let resolveBlock: (block: string) => void = () => undefined;
-  const headerBlockPromise = new Promise<string>((resolve) => {
-    resolveBlock = resolve;
-  });
-  const settle = (): void => {
-    if (settled) return;
-    settled = true;
-    resolveBlock(headerBlock(Buffer.concat(head).subarray(0, MAX_HEADER_BLOCK)));
-    head.length = 0;
-  };
-  const stream = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      // Gathered only until the blank line that ends the header block.
-      if (!settled) {
-        head.push(chunk);
-        headBytes += chunk.length;
-        if (headBytes >= MAX_HEADER_BLOCK || Buffer.concat(head).includes('\r\n\r\n')) {
-          settle();
-        }
-      }
-      done(null, chunk);
-    },
-  });
-  // A message without a blank line (headers only) settles at its end.
-  for (const event of ['end', 'error', 'close']) stream.once(event, () => settle());
-  transaction.message_stream.pipe(stream, { dot_stuffed: true, line_endings: '\r\n' });
-  return { stream, headerBlock: headerBlockPromise };
 }
 
 function spfFailReply(domain: string): SmtpReply {

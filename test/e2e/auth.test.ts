@@ -257,6 +257,47 @@ describe('SPF with auth.spf_fail_stage = mail', () => {
 
 // ---- DKIM ----------------------------------------------------------------------------------
 
+describe('DKIM, ARC and DMARC past auth.message_timeout', () => {
+  let slow: Gateway;
+
+  before(async () => {
+    // The key lookup hangs longer than the message may take: the deadline decides.
+    slow = await startGateway({
+      env: {
+        MOAT_DOWNSTREAM: downstream.address, MOAT_DNS_SERVERS: dns.address,
+        MOAT_PROXY_HOSTS: '127.0.0.1', MOAT_DOMAINS: 'example.com',
+      },
+      ini: ['[smtp]', `hostname = ${AUTHSERV_ID}`, '[dns]', 'timeout = 3s', 'attempts = 1',
+        '[auth]', 'message_timeout = 300ms', ''].join('\n'),
+    });
+  });
+
+  after(async () => {
+    await slow?.stop();
+  });
+
+  test('temperror, and the message still reaches the internal server whole', async () => {
+    const domain = 'dkim-deadline.example';
+    dns.add(domain, 'TXT', SPF_PASS);
+    dns.blackhole(`s1._domainkey.${domain}`);
+    const data = await dkimSigned(basicMessage(`alice@${domain}`, 'dkim-deadline'),
+      { domain, selector: 's1', key });
+    const steps = await talk(slow, `alice@${domain}`, 'deadline@example.com', data);
+    const final = steps.find((step) => step.step === 'message');
+    assert.equal(final?.reply.code, 250, JSON.stringify(steps));
+
+    const decision = await slow.waitForDecision((line) =>
+      (line['envelope'] as { to?: string[] } | undefined)?.to?.includes('deadline@example.com')
+      === true);
+    const words = (decision['evidence'] as { results?: string[] }).results ?? [];
+    assert.ok(words.includes('dkim=temperror'), words.join(' '));
+    const delivered = downstream.messages.find((entry) =>
+      entry.rcptTo.includes('deadline@example.com'));
+    assert.ok(delivered?.data.includes('Subject: dkim-deadline'), 'not delivered whole');
+    assert.ok(delivered?.data.includes('Hello'), 'body missing');
+  });
+});
+
 describe('DKIM', () => {
   // SPF passes and aligns for these domains, so DMARC never hides a DKIM result.
   async function dkimCase(name: string, data: (domain: string) => Promise<string>) {
