@@ -72,10 +72,10 @@ function ini(
     },
     scanners: { local: 'off' },
     ratelimit: { concurrent_connections_per_ip: '' },
+    reputation: { reverse_dns: 'off' },
   };
   if (mode === 'full') {
     Object.assign(sections, {
-      dns: { servers: services.dns.address },
       reputation: { zones: `block:${BLOCKLIST_ZONE}:1` },
       redis: { url: services.redis.url },
       ratelimit: {
@@ -108,6 +108,7 @@ export async function startBenchGateway(
     ini: ini(mode, services, options.workers ?? 0, options.settings),
     env: {
       MOAT_DOWNSTREAM: services.sink.address,
+      MOAT_DNS_SERVERS: services.dns.address,
       ...(mode === 'full' ? { MOAT_PROXY_HOSTS: PROXY_CLIENT } : {}),
       ...options.env,
     },

@@ -5,10 +5,12 @@
  * with its EICAR, GTUBE and listed senders), warms it up, then sends mail at a steady
  * concurrency for --minutes (default 30) while it samples, every --sample-seconds, Moat's
  * resident memory (all its processes) and the V8 heap in use (moat_nodejs_heap_size_used_bytes
- * from its own /metrics). It then compares the first third of the samples with the last third
- * and fits a line through them, and prints one verdict: growth is the last third's median over
- * the first third's, and the soak fails (exit 1) when heap or RSS grew by more than --max-growth
- * (default 10 %) or when any reply was not the one the corpus expects.
+ * from its own /metrics), with the heap V8 holds and the memory outside it (Buffers) beside
+ * them, so a growing RSS can be told apart: heap, Buffers or the allocator. It then compares
+ * the first third of the samples with the last third and fits a line through them, and prints
+ * one verdict: growth is the last third's median over the first third's, and the soak fails
+ * (exit 1) when heap or RSS grew by more than --max-growth (default 10 %) or when any reply
+ * was not the one the corpus expects.
  *
  * Bounded: it stops by itself after warm-up plus --minutes, sends only to loopback, and writes
  * its samples as JSON (bench/results/soak.json unless --out says otherwise).
@@ -42,6 +44,10 @@ interface Sample {
   at: number;
   rssMb: number;
   heapMb: number;
+  /** V8 heap held (moat_nodejs_heap_size_total_bytes): used plus what V8 keeps free. */
+  heapTotalMb: number;
+  /** Memory V8 counts outside its heap, Buffers mostly (moat_nodejs_external_memory_bytes). */
+  externalMb: number;
   messages: number;
 }
 
@@ -68,15 +74,24 @@ function parseOptions(argv: string[]): SoakOptions {
   };
 }
 
-/** V8 heap in use, summed over Moat's workers, from its /metrics. */
-async function heapUsedBytes(gateway: BenchGateway): Promise<number> {
+/** Moat's memory gauges, summed over its workers, from its /metrics. */
+async function memoryGauges(
+  gateway: BenchGateway,
+): Promise<{ heapUsed: number; heapTotal: number; external: number }> {
   const response = await fetch(`http://127.0.0.1:${gateway.gateway.metricsPort}/metrics`);
   const text = await response.text();
-  let sum = 0;
-  for (const match of text.matchAll(/^moat_nodejs_heap_size_used_bytes(?:\{[^}]*\})? (\S+)$/gm)) {
-    sum += Number(match[1]);
-  }
-  return sum;
+  const sum = (name: string): number => {
+    let total = 0;
+    for (const match of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) {
+      total += Number(match[1]);
+    }
+    return total;
+  };
+  return {
+    heapUsed: sum('moat_nodejs_heap_size_used_bytes'),
+    heapTotal: sum('moat_nodejs_heap_size_total_bytes'),
+    external: sum('moat_nodejs_external_memory_bytes'),
+  };
 }
 
 const median = (values: number[]): number => {
@@ -154,14 +169,16 @@ export async function soak(argv = process.argv.slice(2)): Promise<boolean> {
       loadDone = true;
     });
     while (!loadDone) {
+      const at = (Date.now() - started) / 1000;
+      const rssMb = round(mb(residentBytes(gateway.pid)));
+      const gauges = await memoryGauges(gateway);
       const sample: Sample = {
-        at: (Date.now() - started) / 1000,
-        rssMb: round(mb(residentBytes(gateway.pid))),
-        heapMb: round(mb(await heapUsedBytes(gateway))),
-        messages,
+        at, rssMb, heapMb: round(mb(gauges.heapUsed)), heapTotalMb: round(mb(gauges.heapTotal)),
+        externalMb: round(mb(gauges.external)), messages,
       };
       samples.push(sample);
-      say(`t=${Math.round(sample.at)} s: RSS ${sample.rssMb} MB, heap ${sample.heapMb} MB, `
+      say(`t=${Math.round(sample.at)} s: RSS ${sample.rssMb} MB, heap ${sample.heapMb} MB `
+        + `(held ${sample.heapTotalMb} MB), external ${sample.externalMb} MB, `
         + `${messages} messages, ${unexpected} unexpected`);
       await Promise.race([sleep(options.sampleSeconds * 1000), load]);
     }
@@ -169,12 +186,16 @@ export async function soak(argv = process.argv.slice(2)): Promise<boolean> {
 
     const rss = growthOf(samples, (sample) => sample.rssMb);
     const heap = growthOf(samples, (sample) => sample.heapMb);
+    // Shown beside the verdict, not part of it: where a grown RSS went.
+    const heapHeld = growthOf(samples, (sample) => sample.heapTotalMb);
+    const external = growthOf(samples, (sample) => sample.externalMb);
     const grew = rss.growth > options.maxGrowth || heap.growth > options.maxGrowth;
     const passed = !grew && unexpected === 0 && samples.length >= 3;
     const summary = {
       generatedAt: new Date().toISOString(), options, messages: report.sent,
       perSecond: report.perSecond, latencyMs: report.latencyMs, unexpected, examples,
-      rss, heap, passed, samples,
+      mallocArenaMax: process.env['MALLOC_ARENA_MAX'] ?? null,
+      rss, heap, heapHeld, external, passed, samples,
     };
     mkdirSync(dirname(options.out), { recursive: true });
     writeFileSync(options.out, `${JSON.stringify(summary, null, 2)}\n`);
@@ -187,6 +208,8 @@ export async function soak(argv = process.argv.slice(2)): Promise<boolean> {
         + `${(rss.growth * 100).toFixed(1)} %, slope ${rss.slopeMbPerHour} MB/h`,
       `heap: first third ${heap.firstMb} MB, last third ${heap.lastMb} MB, growth `
         + `${(heap.growth * 100).toFixed(1)} %, slope ${heap.slopeMbPerHour} MB/h`,
+      `  beside them: heap held ${heapHeld.firstMb} -> ${heapHeld.lastMb} MB, `
+        + `external ${external.firstMb} -> ${external.lastMb} MB`,
       `verdict: ${passed ? 'no growth'
         : grew ? 'MEMORY GREW' : 'FAILED (replies or too few samples)'}`
         + ` (limit ${(options.maxGrowth * 100).toFixed(0)} %)`,

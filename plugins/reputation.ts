@@ -11,6 +11,12 @@
  *
  * Fail-open: a zone that times out or errs is skipped with a warn line and a metric; the other
  * zones still count. Needs: the shared resolver (MOAT_DNS_SERVERS).
+ *
+ * lookup_rdns (before connect): the client's forward-confirmed name through the same resolver
+ * under reputation.reverse_dns_deadline (src/reputation/reverse-dns.ts), given to Haraka for the
+ * Received header and the EHLO reply, and kept for the decision lines (`client.rdns`). Haraka's
+ * own lookup, through the system resolver with no deadline of Moat's, never runs: this hook
+ * always answers. Internal clients and reputation.reverse_dns = off are not looked up.
  */
 
 import type { BlockList } from 'node:net';
@@ -19,10 +25,12 @@ import { networkList } from '../src/config/sections/reputation';
 import { getResolver } from '../src/dns/resolver';
 import { log, logDecision } from '../src/observability/decision-log';
 import { countConnection, countRecipient } from '../src/observability/metrics';
+import { observeCheck } from '../src/observability/metrics-checks';
 import {
   countDnsListCheck, countDnsListLookup, declareDnsListZones,
 } from '../src/observability/metrics-reputation';
-import { checkDnsLists, type DnsListVerdict } from '../src/reputation/dnsbl';
+import { checkDnsLists, plainClientIp, type DnsListVerdict } from '../src/reputation/dnsbl';
+import { lookupReverseName, type ReverseDnsOutcome } from '../src/reputation/reverse-dns';
 import { getRuntime } from '../src/runtime/context';
 import { CONTINUE, hook, refuse, type HookOutcome } from '../src/runtime/hook';
 import type { HarakaConnection } from '../src/runtime/haraka-types';
@@ -36,6 +44,48 @@ let internalNetworks: BlockList | null = null;
 export function register(): void {
   const { config } = getRuntime();
   declareDnsListZones(config.reputation.dnsbl.zones.map((zone) => zone.zone));
+}
+
+/** Haraka's name for a client without a confirmed one; Postfix writes the same. */
+const UNKNOWN_NAME = 'unknown';
+
+export const hook_lookup_rdns = hook('lookup_rdns',
+  async (connection: HarakaConnection): Promise<HookOutcome> => {
+    const { config } = getRuntime();
+    const settings = config.reputation.reverseDns;
+    const state = connectionState(connection);
+    const ip = plainClientIp(state.clientIp);
+    internalNetworks ??= networkList(config.smtp.internalNetworks);
+    if (!settings.enabled || isInternal(ip, internalNetworks)) {
+      return { kind: 'value', value: UNKNOWN_NAME };
+    }
+
+    const resolver = getResolver(config);
+    const result = await lookupReverseName(ip, (name, rrtype) => resolver.resolve(name, rrtype),
+      settings.deadlineMs);
+    state.reverseDns = result;
+    observeCheck('rdns', result.durationMs / 1000);
+    if (result.outcome === 'timeout' || result.outcome === 'error') {
+      log('warn', 'reputation', `reverse DNS of the client failed (${result.outcome}); `
+        + 'named unknown', {
+        client_ip: ip, outcome: result.outcome, detail: result.detail,
+        message_id: connection.uuid,
+      });
+    }
+    return { kind: 'value', value: result.name ?? UNKNOWN_NAME };
+  });
+
+const RDNS_RESULT: Record<ReverseDnsOutcome, ResultWord> = {
+  confirmed: 'pass', unconfirmed: 'neutral', none: 'none', timeout: 'temperror', error: 'temperror',
+};
+
+function isInternal(ip: string, networks: BlockList): boolean {
+  const family = ip.includes(':') ? 'ipv6' : 'ipv4';
+  try {
+    return networks.check(ip, family);
+  } catch {
+    return false;
+  }
 }
 
 export const hook_connect = hook('connect', async (connection: HarakaConnection) => {
@@ -103,8 +153,18 @@ export const hook_rcpt = hook('rcpt',
   });
 
 export const hook_data = hook('data', async (connection: HarakaConnection) => {
-  const verdict = connectionState(connection).reputation;
+  const { reputation: verdict, reverseDns } = connectionState(connection);
   const state = transactionState(connection.transaction);
+  if (state && reverseDns) {
+    state.verdict.record({
+      check: 'rdns', result: RDNS_RESULT[reverseDns.outcome],
+      evidence: {
+        outcome: reverseDns.outcome, ...(reverseDns.name ? { name: reverseDns.name } : {}),
+        ptr: reverseDns.ptr.join(','), duration_ms: reverseDns.durationMs,
+        ...(reverseDns.detail ? { detail: reverseDns.detail } : {}),
+      },
+    });
+  }
   if (!verdict || !state) return CONTINUE;
 
   state.verdict.record({ check: 'dnsbl', result: resultWord(verdict),

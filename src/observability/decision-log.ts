@@ -36,6 +36,8 @@ export type Phase = 'connect' | 'helo' | 'mail' | 'rcpt' | 'data' | 'queue';
 export interface DecisionClient {
   ip: string;
   port?: number;
+  /** The client's forward-confirmed name, or `unknown`; absent when not looked up. */
+  rdns?: string;
   /** Address of the proxy that passed the connection on with the PROXY protocol. */
   proxied_by?: string;
   helo?: string;
@@ -144,6 +146,7 @@ export function log(
 function describeClient(client: DecisionClient): Record<string, unknown> {
   const described: Record<string, unknown> = { ip: sanitizeForLog(client.ip, 64) };
   if (client.port !== undefined) described.port = client.port;
+  if (client.rdns !== undefined) described.rdns = sanitizeForLog(client.rdns, 253);
   if (client.proxied_by !== undefined) described.proxied_by = sanitizeForLog(client.proxied_by, 64);
   if (client.helo !== undefined) described.helo = sanitizeForLog(client.helo);
   if (client.tls !== undefined) described.tls = client.tls === true;

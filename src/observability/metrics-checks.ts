@@ -9,6 +9,7 @@
  *   arc     validating the ARC chain
  *   dmarc   the DMARC record lookup and alignment
  *   dnsbl   asking every DNS list zone about the client (bounded by reputation.deadline)
+ *   rdns    the client's PTR name and its forward confirmation (reputation.reverse_dns_deadline)
  *   clamd   end of DATA to clamd's verdict (whole message and attachments)
  *   spamd   end of DATA to spamd's score
  *   scan    end of DATA to the verdict of the whole scan step (clamd, spamd, MIME in parallel)
@@ -24,7 +25,7 @@ import { Histogram } from 'prom-client';
 import { registry } from './metrics';
 
 export const CHECKS = [
-  'spf', 'dkim', 'arc', 'dmarc', 'dnsbl', 'clamd', 'spamd', 'scan', 'rules',
+  'spf', 'dkim', 'arc', 'dmarc', 'dnsbl', 'rdns', 'clamd', 'spamd', 'scan', 'rules',
 ] as const;
 export type CheckName = (typeof CHECKS)[number];
 

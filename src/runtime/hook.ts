@@ -44,6 +44,8 @@ export type HookOutcome =
   | { kind: 'continue' }
   /** Accept now (Haraka's OK), optionally with our own text. */
   | { kind: 'accept'; reply?: SmtpReply }
+  /** Haraka's OK with a plain value: how lookup_rdns is given the client's name. */
+  | { kind: 'value'; value: string }
   /** Refuse with this reply; 4xx becomes DENYSOFT, 5xx DENY. */
   | { kind: 'refuse'; reply: SmtpReply; disconnect?: boolean };
 
@@ -114,6 +116,9 @@ function deliverOutcome(outcome: HookOutcome, answer: Next): void {
       return;
     case 'accept':
       answer(HARAKA.ok, outcome.reply ? new DSN(outcome.reply) : undefined);
+      return;
+    case 'value':
+      answer(HARAKA.ok, outcome.value);
       return;
     case 'refuse': {
       const temporary = outcome.reply.code < 500;

@@ -10,6 +10,7 @@ import type { TransactionAuth } from '../auth/transaction';
 import type { DirtyDataChecker } from '../content/dirty-data';
 import type { SpoolBackpressure } from '../content/spool-backpressure';
 import type { DnsListVerdict } from '../reputation/dnsbl';
+import type { ReverseDnsResult } from '../reputation/reverse-dns';
 import type { SmtpReply } from '../verdict/reasons';
 import type { Decision } from '../verdict/verdict';
 import { Verdict } from '../verdict/verdict';
@@ -26,6 +27,8 @@ export interface ConnectionState {
   openedAt: number;
   /** The DNS list check made at connect; null when no zones are configured. */
   reputation: DnsListVerdict | null;
+  /** The client's forward-confirmed name; null when not looked up (off, internal client). */
+  reverseDns: ReverseDnsResult | null;
 }
 
 export interface TransactionState {
@@ -66,6 +69,7 @@ export function connectionState(connection: HarakaConnection): ConnectionState {
     registered: false,
     openedAt: Date.now(),
     reputation: null,
+    reverseDns: null,
   };
   connection.notes.moat = state;
   return state;
@@ -98,12 +102,14 @@ export function transactionState(transaction: HarakaTransaction | null): Transac
 }
 
 export function clientOf(connection: HarakaConnection): {
-  ip: string; port: number; proxied_by?: string; helo?: string; tls: boolean;
+  ip: string; port: number; rdns?: string; proxied_by?: string; helo?: string; tls: boolean;
 } {
   const state = connectionState(connection);
+  const reverse = state.reverseDns;
   return {
     ip: state.clientIp,
     port: state.clientPort,
+    ...(reverse ? { rdns: reverse.name ?? 'unknown' } : {}),
     ...(state.proxiedBy ? { proxied_by: state.proxiedBy } : {}),
     ...(connection.hello?.host ? { helo: connection.hello.host } : {}),
     tls: connection.tls?.enabled === true,

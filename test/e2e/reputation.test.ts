@@ -197,13 +197,16 @@ describe('DNS blocklists at connect', () => {
     const line = await connectionLine(connectGateway, LOCAL_ALLOWED);
     assert.deepEqual(line['evidence'], { dnsbl: { skipped: 'local-allowlist' },
       refuse_at: 'connect' });
-    assert.equal(dns.queries.filter((query) => query.name.startsWith(reversed(LOCAL_ALLOWED)))
-      .length, 0);
+    // No list is asked (the client's own name still is: its PTR under in-addr.arpa).
+    assert.equal(dns.queries.filter((query) => query.name.startsWith(reversed(LOCAL_ALLOWED))
+      && !query.name.endsWith('.in-addr.arpa')).length, 0);
+    assert.equal(dns.queryCount(`${reversed(LOCAL_ALLOWED)}.in-addr.arpa`, 'PTR'), 1);
   });
 
   test('an internal client (RFC 1918) is not looked up and not logged', async () => {
     const steps = await mailFrom(connectGateway, '10.1.2.3');
     assert.equal(replyOf(steps, 'message').code, 250);
+    // Neither the lists nor its reverse DNS.
     assert.equal(dns.queries.filter((query) => query.name.startsWith('3.2.1.10.')).length, 0);
   });
 

@@ -47,6 +47,9 @@ export interface Gateway {
   kill(): Promise<void>;
 }
 
+/** The discard port on loopback: a DNS query sent there is refused at once. */
+export const NO_DNS = '127.0.0.1:9';
+
 export async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
   const port = await freePort();
   const metricsPort = await freePort();
@@ -62,6 +65,10 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     // A test that wants scanners passes their addresses (or, for the quickstart, sets this
     // back to auto); the others must not pay for a local clamd and spamd per gateway.
     MOAT_LOCAL_SCANNERS: 'off',
+    // Tests talk to loopback only: a test that wants DNS answers passes its test DNS server;
+    // the others get a port where nothing listens (refused at once), never the machine's
+    // resolver.
+    MOAT_DNS_SERVERS: NO_DNS,
     ...options.env,
   };
   if (options.ini !== undefined) {

@@ -54,6 +54,13 @@ export const REPUTATION_SETTINGS: readonly SettingSpec[] = [
   { section: 'reputation', key: 'error_codes', default: '127.255.255.0/24',
     why: 'answers meaning "query refused" or "error": counted as errors, never as listings',
     parse: parseCodes },
+  // ---- The client's name ------------------------------------------------------------------
+  { section: 'reputation', key: 'reverse_dns', default: 'confirm',
+    why: 'confirm: PTR name checked forward, for Received and the log; off: always "unknown"',
+    parse: (raw) => parseChoice(raw, ['confirm', 'off'] as const) },
+  { section: 'reputation', key: 'reverse_dns_deadline', default: '1500ms',
+    why: 'the PTR lookup and its confirmation together; past it the name is "unknown"',
+    parse: (raw) => parseDuration(raw, 50, 30_000) },
   { section: 'reputation', key: 'allow_networks', default: '',
     why: 'clients in these networks skip the lists (partners, your own outbound relays)',
     parse: (raw) => parseList(raw).map(parseCidr) },
@@ -76,9 +83,15 @@ export interface DnsListSettings {
   allowList: BlockList;
 }
 
+export interface ReverseDnsSettings {
+  enabled: boolean;
+  deadlineMs: number;
+}
+
 export interface ReputationConfig {
   resolver: ResolverSettings;
   dnsbl: DnsListSettings;
+  reverseDns: ReverseDnsSettings;
 }
 
 export function buildReputationConfig(get: <T>(name: string) => T): ReputationConfig {
@@ -100,6 +113,10 @@ export function buildReputationConfig(get: <T>(name: string) => T): ReputationCo
       errorCodes: get('reputation.error_codes'),
       allowNetworks,
       allowList: networkList(allowNetworks),
+    },
+    reverseDns: {
+      enabled: get('reputation.reverse_dns') === 'confirm',
+      deadlineMs: get('reputation.reverse_dns_deadline'),
     },
   };
 }
