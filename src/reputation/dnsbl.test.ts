@@ -8,9 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 
-import { startDns, type DnsServer } from '../../test/harness/dns';
+import { resolverFor, startDns, type DnsServer } from '../../test/harness/dns';
 import { networkList, type DnsListSettings } from '../config/sections/reputation';
-import { Resolver } from '../dns/resolver';
 import { checkDnsLists, plainClientIp, reversedAddress, type AddressLookup } from './dnsbl';
 import { parseCodes, parseZones } from './zones';
 
@@ -36,9 +35,7 @@ describe('dnsbl check', () => {
   });
   beforeEach(() => {
     dns.clearRecords().heal().resetQueryLog();
-    const resolver = new Resolver({ servers: [{ host: dns.host, port: dns.port }],
-      timeoutMs: 1000, attempts: 1, cacheSize: 100, minTtlMs: 0, maxTtlMs: 60_000,
-      negativeTtlMs: 1000 });
+    const resolver = resolverFor(dns);
     lookup = (name, rrtype) => resolver.resolve(name, rrtype);
   });
 

@@ -7,8 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 
-import { startDns, type DnsServer } from '../../test/harness/dns';
-import { Resolver } from '../dns/resolver';
+import { resolverFor, startDns, type DnsServer } from '../../test/harness/dns';
 import { lookupReverseName, MAX_NAMES, ptrName, type ReverseLookup } from './reverse-dns';
 
 describe('reverse DNS (FCrDNS)', () => {
@@ -23,9 +22,7 @@ describe('reverse DNS (FCrDNS)', () => {
   });
   beforeEach(() => {
     dns.clearRecords().heal().resetQueryLog();
-    const resolver = new Resolver({ servers: [{ host: dns.host, port: dns.port }],
-      timeoutMs: 1000, attempts: 1, cacheSize: 100, minTtlMs: 0, maxTtlMs: 60_000,
-      negativeTtlMs: 1000 });
+    const resolver = resolverFor(dns);
     lookup = (name, rrtype) => resolver.resolve(name, rrtype);
   });
 

@@ -21,6 +21,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 
 import * as dnsPacket from 'dns-packet';
 
+import { Resolver } from '../../src/dns/resolver';
 import { freePort, LOOPBACK } from './ports';
 import {
   dnsAnswer,
@@ -272,4 +273,14 @@ export class DnsServer {
 
 export function startDns(): Promise<DnsServer> {
   return DnsServer.start();
+}
+
+/**
+ * Moat's resolver asking only this server: one attempt, a 1 s timeout, every TTL honoured
+ * (no floor), NXDOMAIN kept 1 s when no SOA came. For tests of the checks that use DNS.
+ */
+export function resolverFor(dns: DnsServer): Resolver {
+  return new Resolver({ servers: [{ host: dns.host, port: dns.port }],
+    timeoutMs: 1000, attempts: 1, cacheSize: 100, minTtlMs: 0, maxTtlMs: 60_000,
+    negativeTtlMs: 1000 });
 }
