@@ -26,7 +26,9 @@ RUN printf '%s' '{"extends": "./tsconfig.json", "include": ["src/**/*.ts", "plug
   && node_modules/.bin/tsc -p tsconfig.image.json
 
 FROM node:24-bookworm-slim AS runtime
+# MALLOC_ARENA_MAX: src/runtime/node-flags.ts, GATEWAY_ENV (a test keeps them the same).
 ENV NODE_ENV=production \
+    MALLOC_ARENA_MAX=2 \
     MOAT_ROOT=/app \
     MOAT_LISTEN=0.0.0.0:2525 \
     MOAT_METRICS_LISTEN=0.0.0.0:9325 \

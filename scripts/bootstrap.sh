@@ -49,8 +49,10 @@ esac
 # 3. Build.
 "$NODE" node_modules/typescript/bin/tsc -p tsconfig.json
 
+# The gateway's environment and Node flags are src/runtime/node-flags.ts's (a test keeps the
+# two the same); an operator's own MALLOC_ARENA_MAX wins.
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 case "$what" in
-  # The Node flags are src/runtime/node-flags.ts's (a test keeps the two the same).
   start) exec "$NODE" --max-semi-space-size=8 dist/src/runtime/main.js "$@" ;;
   test) exec "$NODE" dist/test/run-tests.js "$@" ;;
   bench) exec "$NODE" dist/bench/run.js "$@" ;;

@@ -250,7 +250,7 @@ describe('Prometheus scraping Moat while mail flows', () => {
       'sum by (check) (increase(moat_check_duration_seconds_count{job="moat"}[5m])) > 0');
     const checks = samples.map((sample) => sample.metric['check']).sort();
     assert.deepEqual(checks,
-      ['arc', 'clamd', 'dkim', 'dmarc', 'dnsbl', 'rules', 'scan', 'spamd', 'spf']);
+      ['arc', 'clamd', 'dkim', 'dmarc', 'dnsbl', 'rdns', 'rules', 'scan', 'spamd', 'spf']);
   });
 
   test('every dependency is up, probed at the scrape', async () => {

@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, LOOPBACK } from './ports';
-import { GATEWAY_NODE_FLAGS } from '../../src/runtime/node-flags';
+import { GATEWAY_ENV, GATEWAY_NODE_FLAGS } from '../../src/runtime/node-flags';
 import { makeTempDir, spawnDaemon, waitUntilReady, type Daemon } from './process';
 import { connect } from 'node:net';
 
@@ -57,6 +57,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
 
   const env: Record<string, string> = {
     ...process.env as Record<string, string>,
+    ...GATEWAY_ENV,
     MOAT_ROOT: REPO_ROOT,
     MOAT_LISTEN: `${LOOPBACK}:${port}`,
     MOAT_METRICS_LISTEN: `${LOOPBACK}:${metricsPort}`,

@@ -17,7 +17,7 @@ import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 
 import { registeredMetrics } from '../../src/observability/metrics-doc';
-import { GATEWAY_NODE_FLAGS } from '../../src/runtime/node-flags';
+import { GATEWAY_ENV, GATEWAY_NODE_FLAGS } from '../../src/runtime/node-flags';
 import { REPO_ROOT } from '../harness/gateway';
 import { requireExecutable } from '../harness/process';
 
@@ -202,5 +202,17 @@ describe('Docker', () => {
     const cmd = /^CMD (\[.*\])$/m.exec(dockerfile);
     assert.deepEqual(JSON.parse(cmd?.[1] ?? '[]'),
       ['node', ...GATEWAY_NODE_FLAGS, 'dist/src/runtime/main.js'], 'Dockerfile CMD');
+  });
+
+  test('npm start and the container give the gateway the environment the tests use', () => {
+    const bootstrap = readFileSync(join(REPO_ROOT, 'scripts', 'bootstrap.sh'), 'utf8');
+    const runtime = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8').split('\nFROM ').at(-1);
+    const envBlock = /^ENV ((?:.*\\\n)*.*)$/m.exec(runtime ?? '')?.[1] ?? '';
+    for (const [name, value] of Object.entries(GATEWAY_ENV)) {
+      assert.match(bootstrap, new RegExp(`^export ${name}="\\$\\{${name}:-${value}\\}"$`, 'm'),
+        `scripts/bootstrap.sh exports ${name}`);
+      assert.match(envBlock, new RegExp(`(^|\\s)${name}=${value}(\\s|$)`),
+        `Dockerfile ENV sets ${name}`);
+    }
   });
 });
