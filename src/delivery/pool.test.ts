@@ -1,7 +1,8 @@
 /*
  * Integration tests of connection reuse against a real SMTP server on 127.0.0.1: several
- * messages on one TCP connection, the per-connection message limit, a pool of size 0, and a
- * pooled connection the server closed while idle.
+ * messages on one TCP connection, the per-connection message limit, a pool of size 0, a
+ * pooled connection the server closed while idle, and RSET only where a transaction was left
+ * open.
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -9,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, it } from 'node:test';
 
+import { startDownstream } from '../../test/harness/downstream';
 import type { DownstreamConfig, HostPort } from '../config/types';
 import { Forwarder } from './forwarder';
 import { messageSource, RecordingServer, testDownstreamConfig } from './test-server';
@@ -86,6 +88,35 @@ describe('connection pool', () => {
     assert.deepEqual(outcomes, ['delivered']);
     assert.equal(setup.server.connections, 2);
     assert.equal(setup.server.messages.length, 2);
+  });
+
+  it('sends RSET before reuse only when the last transaction was left open', async () => {
+    const downstream = await startDownstream();
+    const target = new Forwarder(testDownstreamConfig(
+      { host: downstream.host, port: downstream.port }, {}));
+    try {
+      const raw = 'Subject: one\r\n\r\nbody\r\n';
+      const send = async (to: string): Promise<string> => (await target.deliver(
+        { sender: 'alice@sender.example', recipients: [to] }, messageSource(raw), raw.length))
+        .outcome;
+      downstream.refuseRecipient('gone@corp.example', { code: 550, text: '5.1.1 No such user' });
+
+      // delivered, delivered (no RSET: the final dot ended the transaction), refused (MAIL
+      // accepted, the transaction stays open), delivered (RSET first).
+      const outcomes = [await send('bob@corp.example'), await send('carol@corp.example'),
+        await send('gone@corp.example'), await send('dave@corp.example')];
+      assert.deepEqual(outcomes, ['delivered', 'delivered', 'rejected', 'delivered']);
+
+      const messages = await downstream.waitForMessages(3);
+      assert.equal(new Set(messages.map((message) => message.connectionNumber)).size, 1);
+      const session = messages[2]?.wire.toString('latin1') ?? '';
+      const commands = session.split('\r\n')
+        .filter((line) => /^(MAIL|RSET|DATA)\b/.test(line)).map((line) => line.slice(0, 4));
+      assert.deepEqual(commands, ['MAIL', 'DATA', 'MAIL', 'DATA', 'MAIL', 'RSET', 'MAIL', 'DATA']);
+    } finally {
+      await target.close();
+      await downstream.stop();
+    }
   });
 
   it('reuses a connection after a refused transaction', async () => {

@@ -41,14 +41,18 @@ export class ConnectionPool {
   ) {}
 
   /**
-   * An idle connection that still answers RSET, else a new one. RSET here, just before reuse,
-   * both clears any transaction state and proves the connection is alive before our MAIL.
+   * An idle connection, else a new one. One whose last transaction was left open (refused
+   * recipients, a refused DATA) is sent RSET first and dropped unless it answers 250; one whose
+   * last message ended with the final dot needs no RSET, which saves a round trip per message.
+   * A connection that died while parked fails our MAIL instead, and the forwarder retries that
+   * once on a fresh connection (Forwarder.openTransaction).
    * Throws DownstreamError when a new connection cannot be opened.
    */
   async acquire(): Promise<Lease> {
     for (let parked = this.idle.pop(); parked; parked = this.idle.pop()) {
       clearTimeout(parked.timer);
-      if (parked.client.usable && (await parked.client.reset())) {
+      const client = parked.client;
+      if (client.usable && (!client.needsReset || (await client.reset()))) {
         this.observe('reuse', 'ok', 0);
         return { client: parked.client, reused: true };
       }

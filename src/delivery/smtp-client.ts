@@ -72,6 +72,11 @@ export class SmtpClient {
   private failure: DownstreamError | null = null;
   private failureHooks = new Set<FailureHook>();
   private quitting = false;
+  /**
+   * True from our MAIL until the server has ended that transaction (its reply to the final
+   * dot, or 250 to RSET). A connection without one open needs no RSET before the next MAIL.
+   */
+  private transactionOpen = false;
 
   private constructor(
     private readonly config: ClientConfig,
@@ -118,6 +123,7 @@ export class SmtpClient {
     sizeBytes: number | null,
   ): Promise<EnvelopeReplies> {
     const mailLine = `MAIL FROM:<${sender}>${this.mailParameters(sender, recipients, sizeBytes)}`;
+    this.transactionOpen = true;
     const rcptLines = recipients.map((recipient) => `RCPT TO:<${recipient}>`);
 
     if (this.extensions.has('PIPELINING')) {
@@ -172,14 +178,22 @@ export class SmtpClient {
     }
 
     const finalReply = await this.readReply('final-dot', this.config.dataTimeoutMs);
+    // Whatever the reply, the final dot ended the transaction (RFC 5321 4.1.1.4).
+    this.transactionOpen = false;
     this.messagesSent++;
     return finalReply;
+  }
+
+  /** Whether a transaction of ours is still open on this connection (see transactionOpen). */
+  get needsReset(): boolean {
+    return this.transactionOpen;
   }
 
   /** RSET; true when the server answered 250 and the connection may be reused. */
   async reset(): Promise<boolean> {
     try {
       const reply = await this.command('RSET', 'rset');
+      if (reply.code === 250) this.transactionOpen = false;
       return reply.code === 250;
     } catch {
       return false;
