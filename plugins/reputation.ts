@@ -29,7 +29,9 @@ import { observeCheck } from '../src/observability/metrics-checks';
 import {
   countDnsListCheck, countDnsListLookup, declareDnsListZones,
 } from '../src/observability/metrics-reputation';
-import { checkDnsLists, plainClientIp, type DnsListVerdict } from '../src/reputation/dnsbl';
+import {
+  checkDnsLists, inNetworks, plainClientIp, type DnsListVerdict,
+} from '../src/reputation/dnsbl';
 import { lookupReverseName, type ReverseDnsOutcome } from '../src/reputation/reverse-dns';
 import { getRuntime } from '../src/runtime/context';
 import { CONTINUE, hook, refuse, type HookOutcome } from '../src/runtime/hook';
@@ -56,7 +58,7 @@ export const hook_lookup_rdns = hook('lookup_rdns',
     const state = connectionState(connection);
     const ip = plainClientIp(state.clientIp);
     internalNetworks ??= networkList(config.smtp.internalNetworks);
-    if (!settings.enabled || isInternal(ip, internalNetworks)) {
+    if (!settings.enabled || inNetworks(ip, internalNetworks)) {
       return { kind: 'value', value: UNKNOWN_NAME };
     }
 
@@ -78,15 +80,6 @@ export const hook_lookup_rdns = hook('lookup_rdns',
 const RDNS_RESULT: Record<ReverseDnsOutcome, ResultWord> = {
   confirmed: 'pass', unconfirmed: 'neutral', none: 'none', timeout: 'temperror', error: 'temperror',
 };
-
-function isInternal(ip: string, networks: BlockList): boolean {
-  const family = ip.includes(':') ? 'ipv6' : 'ipv4';
-  try {
-    return networks.check(ip, family);
-  } catch {
-    return false;
-  }
-}
 
 export const hook_connect = hook('connect', async (connection: HarakaConnection) => {
   const { config } = getRuntime();

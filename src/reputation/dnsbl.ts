@@ -19,7 +19,7 @@
  * that lists only IPv4 simply answers NXDOMAIN.
  */
 
-import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net';
 
 import type { DnsListSettings } from '../config/sections/reputation';
 import { inRanges, type ZoneKind } from './zones';
@@ -89,6 +89,11 @@ export function reversedAddress(ip: string): string {
 
 function family(ip: string): 'ipv4' | 'ipv6' {
   return isIPv4(ip) ? 'ipv4' : 'ipv6';
+}
+
+/** Whether ip is in networks; false for something that is not an IP address. */
+export function inNetworks(ip: string, networks: BlockList): boolean {
+  return isIP(ip) !== 0 && networks.check(ip, family(ip));
 }
 
 /**
