@@ -6,9 +6,9 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { beforeEach, describe, it } from 'node:test';
 
-import { resolverFor, startDns, type DnsServer } from '../../test/harness/dns';
+import { useTestDns, type DnsServer } from '../../test/harness/dns';
 import { networkList, type DnsListSettings } from '../config/sections/reputation';
 import { checkDnsLists, plainClientIp, reversedAddress, type AddressLookup } from './dnsbl';
 import { parseCodes, parseZones } from './zones';
@@ -24,19 +24,12 @@ function settings(zones: string, overrides: Partial<DnsListSettings> = {}): DnsL
 }
 
 describe('dnsbl check', () => {
+  const testDns = useTestDns();
   let dns: DnsServer;
   let lookup: AddressLookup;
-
-  before(async () => {
-    dns = await startDns();
-  });
-  after(async () => {
-    await dns?.stop();
-  });
   beforeEach(() => {
-    dns.clearRecords().heal().resetQueryLog();
-    const resolver = resolverFor(dns);
-    lookup = (name, rrtype) => resolver.resolve(name, rrtype);
+    dns = testDns.dns;
+    lookup = (name, rrtype) => testDns.resolver.resolve(name, rrtype);
   });
 
   it('builds query names: reversed octets, reversed IPv6 nibbles, mapped IPv4', () => {

@@ -5,25 +5,18 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { beforeEach, describe, it } from 'node:test';
 
-import { resolverFor, startDns, type DnsServer } from '../../test/harness/dns';
+import { useTestDns, type DnsServer } from '../../test/harness/dns';
 import { lookupReverseName, MAX_NAMES, ptrName, type ReverseLookup } from './reverse-dns';
 
 describe('reverse DNS (FCrDNS)', () => {
+  const testDns = useTestDns();
   let dns: DnsServer;
   let lookup: ReverseLookup;
-
-  before(async () => {
-    dns = await startDns();
-  });
-  after(async () => {
-    await dns?.stop();
-  });
   beforeEach(() => {
-    dns.clearRecords().heal().resetQueryLog();
-    const resolver = resolverFor(dns);
-    lookup = (name, rrtype) => resolver.resolve(name, rrtype);
+    dns = testDns.dns;
+    lookup = (name, rrtype) => testDns.resolver.resolve(name, rrtype);
   });
 
   it('builds the PTR owner names for IPv4 and IPv6', () => {

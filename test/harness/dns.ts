@@ -17,6 +17,7 @@
  */
 
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from 'node:dgram';
+import { after, before, beforeEach } from 'node:test';
 import { createServer, type Server, type Socket } from 'node:net';
 
 import * as dnsPacket from 'dns-packet';
@@ -283,4 +284,24 @@ export function resolverFor(dns: DnsServer): Resolver {
   return new Resolver({ servers: [{ host: dns.host, port: dns.port }],
     timeoutMs: 1000, attempts: 1, cacheSize: 100, minTtlMs: 0, maxTtlMs: 60_000,
     negativeTtlMs: 1000 });
+}
+
+/**
+ * For the test file of a check that uses DNS, inside its describe(): the test DNS server runs
+ * for the whole suite, and before each test its records, faults and query log are cleared and
+ * a fresh resolverFor() it is made (so no answer is cached from an earlier test).
+ */
+export function useTestDns(): { readonly dns: DnsServer; readonly resolver: Resolver } {
+  const current = {} as { dns: DnsServer; resolver: Resolver };
+  before(async () => {
+    current.dns = await startDns();
+  });
+  after(async () => {
+    await current.dns?.stop();
+  });
+  beforeEach(() => {
+    current.dns.clearRecords().heal().resetQueryLog();
+    current.resolver = resolverFor(current.dns);
+  });
+  return current;
 }

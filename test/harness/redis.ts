@@ -27,6 +27,8 @@ export interface RedisServer {
   readonly port: number;
   /** redis://127.0.0.1:<port> */
   readonly url: string;
+  /** Its temporary working directory, removed by stop() or when the test process ends. */
+  readonly workDir: string;
   /** SIGSTOP: connections stay open, nothing is answered. */
   pause(): void;
   /** SIGCONT after pause(). */
@@ -74,6 +76,7 @@ export async function startRedis(): Promise<RedisServer> {
     host: LOOPBACK,
     port,
     url: `redis://${LOOPBACK}:${port}`,
+    workDir,
     pause: () => daemon?.pause(),
     resume: () => daemon?.resume(),
     kill: async () => {
