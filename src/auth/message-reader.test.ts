@@ -53,4 +53,19 @@ describe('openAuthMessage', () => {
       assert.equal(await reader.headerBlock, 'From: a@example.org\r\nSubject: s\r\n');
       assert.doesNotThrow(() => pipeInto(new Writable({ write: (_c, _e, done) => done() })));
     });
+
+  it('finds the blank line split across chunks, before the message ends', async () => {
+    // Line by line, as Haraka sends it, with CRLF CRLF cut in two; the source stays open.
+    const open = new Readable({ read: () => undefined });
+    for (const piece of ['From: a@example.org\r\n', 'Subject: s\r\n\r', '\nbody\r\n']) {
+      open.push(Buffer.from(piece));
+    }
+    const reader = openAuthMessage((destination) => open.pipe(destination as Writable));
+    reader.stream.resume();
+    const notYet = new Promise<string>((resolve) => setTimeout(() => resolve('not settled'), 2000));
+    assert.equal(await Promise.race([reader.headerBlock, notYet]),
+      'From: a@example.org\r\nSubject: s\r\n');
+    open.push(null);
+    await reader.release();
+  });
 });

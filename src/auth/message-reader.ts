@@ -17,6 +17,7 @@ import { headerBlock } from './from-header';
 
 /** A header block longer than this is read as far as this (Haraka caps header lines too). */
 const MAX_HEADER_BLOCK = 1024 * 1024;
+const BLANK_LINE = Buffer.from('\r\n\r\n');
 
 export interface AuthMessage {
   stream: Readable;
@@ -43,13 +44,19 @@ export function openAuthMessage(pipeInto: (destination: NodeJS.WritableStream) =
     head.length = 0;
   };
 
+  // The last octets of what came before: a CRLF CRLF may straddle two chunks.
+  let tail = Buffer.alloc(0);
   const stream = new Transform({
     transform(chunk: Buffer, _encoding, done) {
-      // Gathered only until the blank line that ends the header block.
+      // Gathered only until the blank line that ends the header block; each chunk is searched
+      // once, with its predecessor's last three octets, never the whole block again.
       if (!settled) {
         head.push(chunk);
         headBytes += chunk.length;
-        if (headBytes >= MAX_HEADER_BLOCK || Buffer.concat(head).includes('\r\n\r\n')) settle();
+        const seam = Buffer.concat([tail, chunk]);
+        const ended = seam.includes(BLANK_LINE);
+        tail = Buffer.from(seam.subarray(-(BLANK_LINE.length - 1)));
+        if (ended || headBytes >= MAX_HEADER_BLOCK) settle();
       }
       done(null, chunk);
     },
