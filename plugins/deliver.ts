@@ -37,7 +37,7 @@ import { CONTINUE, hook, refuse, type HookOutcome } from '../src/runtime/hook';
 import type { HarakaConnection, HarakaTransaction } from '../src/runtime/haraka-types';
 import { clientOf, transactionState, type TransactionState } from '../src/runtime/state';
 import { reasonReply, type ReasonCode } from '../src/verdict/reasons';
-import { decisionEvidence, type Decision } from '../src/verdict/verdict';
+import { decisionEvidence, resultsEvidence, type Decision } from '../src/verdict/verdict';
 
 export function register(): void {
   getRuntime();
@@ -95,7 +95,6 @@ export const hook_data_post = hook('data_post',
     }
   }
   countMessage(action, action === 'deliver' || action === 'tag' ? state.decision.reason : reason);
-  const checkEvidence = decisionEvidence(state.decision);
   logDecision({
     event: 'delivery', phase: 'queue', action, reason,
     message_id: transaction.uuid, client: clientOf(connection),
@@ -104,8 +103,8 @@ export const hook_data_post = hook('data_post',
     evidence: {
       ...state.logEvidence,
       verdict: state.decision.reason,
-      results: checkEvidence['results'],
-      checks: checkEvidence['checks'],
+      // The delivery's own `detail` below; the deciding check is in `verdict`.
+      ...resultsEvidence(state.decision.results),
       downstream: result.downstream,
       tls: result.tls,
       size: transaction.data_bytes,

@@ -99,12 +99,21 @@ export function decisionEvidence(decision: Decision): Record<string, unknown> {
   return {
     decided_by: decision.decidedBy?.check,
     detail: decision.decidedBy?.evidence,
-    results: decision.results.map((result) => (result.reason
+    ...resultsEvidence(decision.results),
+  };
+}
+
+/**
+ * Every result in one word each (`spf=pass`, `clamd=fail(virus)`), and every result's own
+ * evidence (SPF, each DKIM signature, DMARC, ARC, each DNS list...), so one line explains the
+ * message without the connection's or the scanner's lines.
+ */
+export function resultsEvidence(results: readonly CheckResult[]): Record<string, unknown> {
+  return {
+    results: results.map((result) => (result.reason
       ? `${result.check}=${result.result}(${result.reason})`
       : `${result.check}=${result.result}`)),
-    // Every result's own evidence (SPF, each DKIM signature, DMARC, ARC, each DNS list...),
-    // so one line explains the message without the connection's or the scanner's lines.
-    checks: decision.results.filter((result) => result.evidence !== undefined)
+    checks: results.filter((result) => result.evidence !== undefined)
       .map((result) => ({ check: result.check, result: result.result, evidence: result.evidence })),
   };
 }
