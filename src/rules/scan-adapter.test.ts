@@ -5,6 +5,9 @@
  */
 
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseMessage } from '../scan/mime/walker';
 import { fromRawMessage } from './message';
@@ -27,7 +30,7 @@ test('an HTML part reaches the rules as its text, the same through both readers'
   const raw = Buffer.from(HTML_MESSAGE);
   const parsed = await parseMessage(raw, { keepBodyBytes: 1_000_000 });
   assert.ok(hasBodies(parsed));
-  const shared = fromParsedMessage(parsed, raw.length);
+  const shared = await fromParsedMessage(parsed, raw.length);
   const own = fromRawMessage(raw);
 
   for (const message of [shared, own]) {
@@ -43,3 +46,31 @@ test('a parse that kept no bodies is not used for the rules', async () => {
   const parsed = await parseMessage(Buffer.from(HTML_MESSAGE));
   assert.equal(hasBodies(parsed), false);
 });
+
+test('bodies the parse spilled to files reach the rules whole: the text and the attachment',
+  async () => {
+    const text = `Invoice attached.\r\n${'filler line of the letter\r\n'.repeat(4000)}`
+      + 'Wire it to account 42.\r\n';
+    const attachment = Buffer.alloc(200_000, 0x42);
+    const raw = Buffer.from([
+      'Subject: spilled', 'Content-Type: multipart/mixed; boundary="b"', '', '--b',
+      'Content-Type: text/plain; charset=us-ascii', '', text, '--b',
+      'Content-Type: application/octet-stream; name="data.bin"',
+      'Content-Transfer-Encoding: base64', '',
+      attachment.toString('base64').replace(/.{76}/g, '$&\r\n'), '--b--', '',
+    ].join('\r\n'));
+    const dir = mkdtempSync(join(tmpdir(), 'moat-adapter-spill-'));
+    try {
+      const spill = { dir, inMemoryBytes: 10_000, files: [] as string[] };
+      const parsed = await parseMessage(raw, { keepBodyBytes: 1_000_000, spill });
+      assert.equal(spill.files.length, 2, 'both bodies went to files');
+      assert.ok(hasBodies(parsed));
+
+      const message = await fromParsedMessage(parsed, raw.length);
+      assert.match(message.text, /^Invoice attached\.[\s\S]*Wire it to account 42\.\s*$/);
+      assert.equal(message.attachments[0]?.filename, 'data.bin');
+      assert.ok(message.attachments[0]?.bytes.equals(attachment));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });

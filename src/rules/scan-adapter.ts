@@ -5,9 +5,16 @@
  * It needs the decoded bodies: the walker must have run with `keepBodyBytes` > 0. A part cut
  * at that bound is read as far as it was kept (LIMITATION: a rule then sees only the start of
  * a very large attachment; its size is still the full decoded size).
+ *
+ * Bodies the walker spilled to files (past scan.bodies_in_memory) are read back here: text
+ * parts at once and without blocking (every rule set reads the text), attachments only when
+ * a rule looks inside one. LIMITATION: that attachment read is synchronous, since the rules
+ * evaluate synchronously; it happens only for a message over the in-memory budget whose rules
+ * inspect attachment content, and reads a file the walker has just written (page cache).
  */
 
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 
 import type { MimePart, ParsedMessage } from '../scan/mime/message';
 import { decodeEncodedWords } from '../scan/mime/header-fields';
@@ -21,7 +28,9 @@ export function hasBodies(parsed: ParsedMessage): boolean {
       || part.bodyFile !== undefined);
 }
 
-export function fromParsedMessage(parsed: ParsedMessage, size: number): RuleMessage {
+export async function fromParsedMessage(
+  parsed: ParsedMessage, size: number,
+): Promise<RuleMessage> {
   const headers: RuleHeader[] = parsed.root.headers.map((field) => ({
     name: field.raw.slice(0, field.raw.indexOf(':')).trim() || field.name,
     value: decodeEncodedWords(field.value),
@@ -36,15 +45,11 @@ export function fromParsedMessage(parsed: ParsedMessage, size: number): RuleMess
       continue;
     }
     if (part.contentType !== 'text/plain' && part.contentType !== 'text/html') continue;
-    const text = decodeCharset(bodyOf(part), part.parameters.get('charset') ?? 'us-ascii');
+    const body = part.body ?? (part.bodyFile ? await readFile(part.bodyFile) : Buffer.alloc(0));
+    const text = decodeCharset(body, part.parameters.get('charset') ?? 'us-ascii');
     texts.push(part.contentType === 'text/html' ? htmlToText(text) : text);
   }
   return { headers, subject, text: texts.join('\n'), attachments, size };
-}
-
-/** A body spilled to disk is read back only when a rule needs it, and dropped with the rules. */
-function bodyOf(part: MimePart): Buffer {
-  return part.body ?? (part.bodyFile ? readFileSync(part.bodyFile) : Buffer.alloc(0));
 }
 
 function attachmentOf(part: MimePart): RuleAttachment {
@@ -54,7 +59,7 @@ function attachmentOf(part: MimePart): RuleAttachment {
     declaredType: (part.declaredType ?? part.contentType).split(';')[0]?.trim().toLowerCase() ?? '',
     // Read on first use: a rule set that never looks inside attachments never loads them.
     get bytes(): Buffer {
-      bytes ??= bodyOf(part);
+      bytes ??= part.body ?? (part.bodyFile ? readFileSync(part.bodyFile) : Buffer.alloc(0));
       return bytes;
     },
     size: part.decodedBytes,
