@@ -4,7 +4,7 @@
  * the time spent in each check per message comes from Moat's own clocks.
  */
 
-import { cpuBetween, cpuSnapshot, resetPeaks, sampleResident } from './proc';
+import { cpuBetween, cpuSnapshot, sampleResident } from './proc';
 
 export interface Subjects {
   /** Named process trees whose CPU is counted, e.g. moat, clamd, spamd, redis, sink. */
@@ -17,7 +17,10 @@ export interface Measured<T> {
   result: T;
   /** CPU milliseconds per tree over the run. */
   cpuMs: Record<string, number>;
-  /** Trees that lost a process during the run (their CPU is then understated). */
+  /**
+   * Trees that lost a process during the run: counted through its parent's reaped-children
+   * times, exact when the parent reaped it before the second snapshot.
+   */
   lostProcess: string[];
   /** Highest summed RSS of the memory tree seen (sampled every 100 ms). */
   peakRssBytes: number;
@@ -27,7 +30,6 @@ export interface Measured<T> {
 export async function measure<T>(subjects: Subjects, run: () => Promise<T>): Promise<Measured<T>> {
   const roots = Object.entries(subjects.trees).filter(([, pid]) => pid > 0);
   const before = new Map(roots.map(([name, pid]) => [name, cpuSnapshot([pid])]));
-  if (subjects.memoryOf) resetPeaks(subjects.memoryOf);
   const sampler = subjects.memoryOf ? sampleResident(subjects.memoryOf) : null;
   const started = performance.now();
 

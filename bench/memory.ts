@@ -10,7 +10,6 @@ import { bigMessage, dotStuffed } from './corpus';
 import { PROXY_CLIENT, type BenchGateway } from './gateways';
 import { runLoad, type LoadMessage } from './load';
 import { measure } from './measure';
-import type { Services } from './services';
 
 export interface MemoryRun {
   mode: 'relay' | 'full';
@@ -28,7 +27,7 @@ export interface MemoryReport {
 }
 
 export async function runMemoryChecks(
-  relay: BenchGateway, full: BenchGateway, services: Services, say: (text: string) => void,
+  relay: BenchGateway, full: BenchGateway, say: (text: string) => void,
   concurrency = 50, messageMb = 20,
 ): Promise<MemoryReport> {
   const from = 'alice@sender1.bench.test';
@@ -58,6 +57,5 @@ export async function runMemoryChecks(
     });
     say(`memory: ${gateway.mode}: peak ${runs.at(-1)?.peakMb} MB, ${JSON.stringify(report.codes)}`);
   }
-  void services;
   return { runs };
 }

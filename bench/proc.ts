@@ -3,19 +3,17 @@
  *
  * CPU: utime + stime of every live process in the tree (the root and all its descendants, so a
  * Haraka master with its cluster workers, or spamd with its preforked children, count whole).
- * A run's CPU is the difference between two snapshots. A child that exits between the two takes
- * its time with it: the benchmark keeps its trees alive for the length of a run (spamd's
- * children live for many requests), and says so when the set of pids changed.
+ * A run's CPU is the difference between two snapshots, each process counted with the children
+ * it has reaped (cutime/cstime), so a spamd child that ends during a run still counts.
  *
- * Memory: resident set (VmRSS) of each process, summed per tree, sampled on a timer; and VmHWM,
- * the kernel's own peak, which resetPeaks() clears (writing 5 to /proc/<pid>/clear_refs) so a
- * run's peak is its own.
+ * Memory: resident set (VmRSS) of each process, summed per tree, sampled on a timer (the tree's
+ * peak at one moment; the kernel's per-process peaks summed would overstate it).
  *
  * LIMITATION: clock ticks are 10 ms (CLK_TCK 100); over a run of thousands of messages that is
  * far below the noise of a shared two-core machine, over a handful it is not.
  */
 
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** clock ticks per second; getconf CLK_TCK is 100 on every Linux we run on. */
 const TICKS_PER_SECOND = 100;
@@ -33,9 +31,12 @@ function readStat(pid: number): ProcStat | null {
   } catch {
     return null;
   }
-  // pid (comm) state ppid ... utime(14) stime(15): comm may hold spaces and parentheses.
+  // pid (comm) state ppid ... utime(14) stime(15) cutime(16) cstime(17): comm may hold spaces
+  // and parentheses. cutime/cstime are the children it has reaped: spamd's children come and
+  // go during a run, and their CPU lands there when they end.
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return { pid, ppid: Number(fields[1]), cpuTicks: Number(fields[11]) + Number(fields[12]) };
+  const ticks = [11, 12, 13, 14].reduce((sum, index) => sum + Number(fields[index]), 0);
+  return { pid, ppid: Number(fields[1]), cpuTicks: ticks };
 }
 
 /** The parent pid, or 0 when the process is gone. */
@@ -88,16 +89,24 @@ export function cpuSnapshot(roots: number[]): CpuSnapshot {
   return { byPid };
 }
 
-/** CPU milliseconds spent between two snapshots, and whether a process left meanwhile. */
+/**
+ * CPU milliseconds spent between two snapshots, and whether a process left meanwhile. A process
+ * that left was reaped by its parent in the tree, whose children's times now hold all of its
+ * CPU: what it had used before the first snapshot is taken off again.
+ */
 export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot): { ms: number; lost: boolean } {
   let ms = 0;
   let lost = false;
   for (const [pid, now] of after.byPid) ms += now - (before.byPid.get(pid) ?? 0);
-  for (const pid of before.byPid.keys()) if (!after.byPid.has(pid)) lost = true;
+  for (const [pid, then] of before.byPid) {
+    if (after.byPid.has(pid)) continue;
+    lost = true;
+    ms -= then;
+  }
   return { ms, lost };
 }
 
-function statusField(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+function statusField(pid: number, field: 'VmRSS'): number {
   try {
     const text = readFileSync(`/proc/${pid}/status`, 'latin1');
     const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
@@ -115,24 +124,6 @@ export function residentBytes(root: number): number {
 /** The largest resident size of any one process of the tree, now (the per-worker figure). */
 export function largestResident(root: number): number {
   return Math.max(0, ...processTree(root).map((pid) => statusField(pid, 'VmRSS')));
-}
-
-/** Peak resident bytes per process since start or since resetPeaks(), summed over the tree. */
-export function peakBytes(root: number): number {
-  return processTree(root).reduce((sum, pid) => sum + statusField(pid, 'VmHWM'), 0);
-}
-
-/** Clears the kernel's peak RSS of every process of the tree; false when not permitted. */
-export function resetPeaks(root: number): boolean {
-  let ok = true;
-  for (const pid of processTree(root)) {
-    try {
-      writeFileSync(`/proc/${pid}/clear_refs`, '5');
-    } catch {
-      ok = false;
-    }
-  }
-  return ok;
 }
 
 /**

@@ -10,7 +10,7 @@
  * MOAT_PROFILE_DIR keeps the raw profile (for Chrome DevTools or speedscope).
  */
 
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 import { makeTempDir } from '../test/harness/process';
@@ -56,7 +56,10 @@ export async function profile(
     await services.stop();
   }
 
-  const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'));
+  // The newest: MOAT_PROFILE_DIR may still hold an earlier run's profile.
+  const file = readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'))
+    .map((name) => ({ name, at: statSync(join(dir, name)).mtimeMs }))
+    .sort((a, b) => b.at - a.at)[0]?.name;
   if (!file) throw new Error(`no profile written in ${dir}`);
   summarise(JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile, messages);
   process.stdout.write(`profile: ${join(dir, file)}${process.env['MOAT_PROFILE_DIR'] ? ''

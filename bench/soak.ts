@@ -29,6 +29,7 @@ import { PROXY_CLIENT, startBenchGateway, type BenchGateway } from './gateways';
 import { runLoad, type MessageResult } from './load';
 import { residentBytes } from './proc';
 import { startServices } from './services';
+import { mebibytes, median, round as roundTo } from './stats';
 
 interface SoakOptions {
   minutes: number;
@@ -94,13 +95,6 @@ async function memoryGauges(
   };
 }
 
-const median = (values: number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  if (sorted.length === 0) return 0;
-  return sorted.length % 2 === 1 ? sorted[middle] as number
-    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-};
 
 /** Least-squares slope of value over time, per hour. */
 function slopePerHour(samples: Sample[], value: (sample: Sample) => number): number {
@@ -129,9 +123,8 @@ function growthOf(samples: Sample[], value: (sample: Sample) => number) {
   };
 }
 
-const round = (value: number, digits = 1): number =>
-  Math.round(value * 10 ** digits) / 10 ** digits;
-const mb = (bytes: number): number => bytes / 1024 / 1024;
+const round = (value: number, digits = 1): number => roundTo(value, digits);
+const mb = mebibytes;
 
 export async function soak(argv = process.argv.slice(2)): Promise<boolean> {
   const options = parseOptions(argv);

@@ -670,8 +670,7 @@ describe('Authentication-Results', () => {
 
 describe('metrics', () => {
   test('results are counted by check and result', async () => {
-    const response = await fetch(`http://127.0.0.1:${gateway.metricsPort}/metrics`);
-    const text = await response.text();
+    const text = await gateway.metrics();
     assert.match(text, /moat_auth_results_total\{check="dkim",result="pass"\} [1-9]/);
     assert.match(text, /moat_auth_results_total\{check="dkim",result="policy"\} [1-9]/);
     assert.match(text, /moat_auth_results_total\{check="spf",result="temperror"\} [1-9]/);

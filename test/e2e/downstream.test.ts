@@ -67,10 +67,7 @@ function deliveryFor(gateway: Gateway, recipient: string): Promise<Record<string
 
 /** The gateway's /metrics text. */
 async function metricsOf(gateway: Gateway): Promise<string> {
-  const response = await fetch(`http://${gateway.host}:${gateway.metricsPort}/metrics`,
-    { signal: AbortSignal.timeout(5000) });
-  assert.equal(response.status, 200);
-  return response.text();
+  return gateway.metrics();
 }
 
 /** A quiet moment for a reply the gateway might still send, before asserting it did not. */

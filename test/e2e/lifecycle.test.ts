@@ -28,10 +28,8 @@ interface ReadyzAnswer {
 
 /** The /readyz answer of `gateway`. */
 async function readyz(gateway: Gateway): Promise<ReadyzAnswer> {
-  const response = await fetch(`http://${gateway.host}:${gateway.metricsPort}/readyz`,
-    { signal: AbortSignal.timeout(5000) });
-  const body = await response.json() as { checks?: ReadyzAnswer['checks'] };
-  return { status: response.status, checks: body.checks ?? {} };
+  const { status, body } = await gateway.readyz();
+  return { status, checks: (body['checks'] ?? {}) as ReadyzAnswer['checks'] };
 }
 
 async function openData(host: string, port: number): Promise<SmtpTalk> {
@@ -84,7 +82,7 @@ test('a failing check answers 451 4.3.0; the same worker then delivers the next 
       from: 'alice@sender.example', to: ['bob@example.com'], data: 'Subject: y\r\n\r\nbody\r\n' });
     assert.equal(steps.find((step) => step.step === 'message')?.reply.code, 250);
     assert.equal((await downstream.waitForMessages(1)).length, 1);
-    const metrics = await (await fetch(`http://127.0.0.1:${gateway.metricsPort}/metrics`)).text();
+    const metrics = await gateway.metrics();
     assert.match(metrics, /^moat_hook_errors_total\{hook="data_post"\} 2$/m);
   } finally {
     await gateway.stop();
@@ -231,7 +229,7 @@ test('two cluster workers: mail flows through both and /metrics sums them', asyn
       assert.equal(steps.find((step) => step.step === 'message')?.reply.code, 250);
     }
     await downstream.waitForMessages(4);
-    const metrics = await (await fetch(`http://127.0.0.1:${gateway.metricsPort}/metrics`)).text();
+    const metrics = await gateway.metrics();
     assert.match(metrics, /^moat_messages_total\{action="deliver",reason="clean"\} 4$/m);
     // The harness's readiness probes are connections too, so at least the four sessions.
     const accepted = /^moat_connections_total\{outcome="accepted"\} (\d+)$/m.exec(metrics);

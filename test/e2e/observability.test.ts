@@ -261,8 +261,7 @@ describe('Prometheus scraping Moat while mail flows', () => {
   });
 
   test('a real scrape after traffic is clean for promtool and fully catalogued', async () => {
-    const response = await fetch(`http://${gateway.host}:${gateway.metricsPort}/metrics`);
-    const text = await response.text();
+    const text = await gateway.metrics();
     const checked = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
     assert.equal(checked.error, undefined, 'promtool runs (Debian package prometheus)');
     assert.equal(`${checked.stdout}${checked.stderr}`, '');

@@ -123,8 +123,7 @@ describe('quarantine', () => {
   });
 
   test('the metrics count the quarantined message', async () => {
-    const response = await fetch(`http://127.0.0.1:${gateway.metricsPort}/metrics`);
-    const text = await response.text();
+    const text = await gateway.metrics();
     assert.match(text, /^moat_quarantine_stored_total 1$/m);
     assert.match(text, /^moat_quarantine_messages\{status="held"\} 1$/m);
     assert.match(text, /^moat_messages_total\{action="quarantine",reason="spam-quarantined"\} 1$/m);
@@ -186,7 +185,7 @@ describe('quarantine', () => {
       rmSync(scratch, { force: true });
       mkdirSync(scratch);
     }
-    const metrics = await (await fetch(`http://127.0.0.1:${gateway.metricsPort}/metrics`)).text();
+    const metrics = await gateway.metrics();
     assert.match(metrics, /^moat_quarantine_store_failures_total 1$/m);
   });
 

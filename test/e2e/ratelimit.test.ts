@@ -110,9 +110,7 @@ const codes = (replies: Array<{ mail: string }>): number[] =>
   replies.map((reply) => Number(reply.mail.slice(0, 3)));
 
 async function metric(gateway: Gateway, pattern: RegExp): Promise<number> {
-  const response = await fetch(`http://${gateway.host}:${gateway.metricsPort}/metrics`,
-    { signal: AbortSignal.timeout(5000) });
-  const text = await response.text();
+  const text = await gateway.metrics();
   return [...text.matchAll(new RegExp(pattern.source, 'gm'))]
     .reduce((sum, match) => sum + Number(match[1]), 0);
 }

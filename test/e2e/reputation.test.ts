@@ -239,8 +239,7 @@ describe('DNS blocklists at connect', () => {
 
   test('a refused connection is counted once, as refused_policy, never as accepted', async () => {
     const count = async (outcome: string): Promise<number> => {
-      const url = `http://127.0.0.1:${connectGateway.metricsPort}/metrics`;
-      const text = await (await fetch(url)).text();
+      const text = await connectGateway.metrics();
       const match = new RegExp(`^moat_connections_total\\{outcome="${outcome}"\\} (\\d+)`, 'm')
         .exec(text);
       return Number(match?.[1] ?? 0);
@@ -252,8 +251,7 @@ describe('DNS blocklists at connect', () => {
   });
 
   test('resolver and list metrics are on /metrics', async () => {
-    const url = `http://127.0.0.1:${connectGateway.metricsPort}/metrics`;
-    const metrics = await (await fetch(url)).text();
+    const metrics = await connectGateway.metrics();
     assert.match(metrics, /^moat_dns_lookups_total\{type="A",outcome="nxdomain"\} [1-9]/m);
     assert.match(metrics, /^moat_dns_cache_total\{result="hit"\} [1-9]/m);
     assert.match(metrics, /^moat_dns_query_seconds_count\{type="A",outcome="ok"\} [1-9]/m);

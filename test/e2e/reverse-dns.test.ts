@@ -61,18 +61,6 @@ function dataReply(steps: SendMailStep[]): number {
   return steps.find((step) => step.step === 'message')?.reply.code ?? 0;
 }
 
-/** Waits for a log line (not only decision lines) matching predicate. */
-async function logLine(gateway: Gateway, predicate: (line: Record<string, unknown>) => boolean):
-Promise<Record<string, unknown>> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const found = gateway.lines().find(predicate);
-    if (found) return found;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error('no such log line');
-}
-
 function ehloText(steps: SendMailStep[]): string {
   return steps.find((step) => step.step === 'EHLO')?.reply.lines[0] ?? '';
 }
@@ -159,7 +147,7 @@ describe('reverse DNS of the client', () => {
       assert.equal(dataReply(slow), 250, JSON.stringify(slow));
       assert.match(await receivedFor('rdns-none'), /\(unknown \[192\.0\.2\.43\]\)/);
       assert.match(await receivedFor('rdns-slow'), /\(unknown \[192\.0\.2\.44\]\)/);
-      const warning = await logLine(confirmGateway, (entry) =>
+      const warning = await confirmGateway.waitForLine((entry) =>
         entry['client_ip'] === SLOW && entry['outcome'] === 'timeout');
       assert.equal(warning['level'], 'warn');
       assert.match(String(warning['msg']), /reverse DNS/);

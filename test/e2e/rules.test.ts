@@ -462,8 +462,7 @@ describe('actions over SMTP', () => {
         && (rules['monitored'] as string[]).includes('a-monitor(monitor:reject)');
     });
     assert.equal(line['event'], 'delivery');
-    const metrics = await (await fetch(`http://${gateway.host}:${gateway.metricsPort}/metrics`))
-      .text();
+    const metrics = await gateway.metrics();
     assert.match(metrics,
       /moat_rule_hits_total\{rule="a-monitor",mode="monitor",action="reject"\} 1/);
   });
@@ -583,8 +582,7 @@ describe('live reload', () => {
     const problem = await waitForLine(
       (line) => String(line['msg']).startsWith('rule problem: broken.yaml:'));
     assert.match(String(problem['problem']), /broken\.yaml:\d+:\d+: /);
-    const metrics = await (await fetch(`http://${gateway.host}:${gateway.metricsPort}/metrics`))
-      .text();
+    const metrics = await gateway.metrics();
     assert.match(metrics, /moat_rules_reloads_total\{outcome="refused"\} [1-9]/);
     result = await send(plainMessage({ subject: 'reload-probe' }));
     assert.equal(result.reply?.code, 550, 'the previous set must keep running');

@@ -276,7 +276,7 @@ describe('fail-open, lenient MIME and per-domain spam thresholds', () => {
       const warned = open.lines().some((line) => line['level'] === 'warn'
         && String(line['msg']).includes('UNSCANNED'));
       assert.ok(warned, 'no warning line for the unscanned message');
-      const metrics = await (await fetch(`http://${LOOPBACK}:${open.metricsPort}/metrics`)).text();
+      const metrics = await open.metrics();
       assert.match(metrics, /moat_unscanned_total\{scanner="clamd",why="failure"\} [1-9]/);
     } finally {
       await clamd.start();
@@ -291,7 +291,7 @@ describe('fail-open, lenient MIME and per-domain spam thresholds', () => {
       assert.equal(outcome.code, 250, outcome.text);
       assert.match(header(outcome.delivered, 'X-Moat-Unscanned')[0] ?? '', /^spam \(spamd /);
       assert.deepEqual(header(outcome.delivered, 'X-Spam-Flag'), []);
-      const metrics = await (await fetch(`http://${LOOPBACK}:${open.metricsPort}/metrics`)).text();
+      const metrics = await open.metrics();
       assert.match(metrics, /moat_unscanned_total\{scanner="spamd",why="failure"\} [1-9]/);
     } finally {
       await spamd.start();

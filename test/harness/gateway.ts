@@ -43,6 +43,14 @@ export interface Gateway {
   waitForDecision(
     predicate: (line: Record<string, unknown>) => boolean, timeoutMs?: number,
   ): Promise<Record<string, unknown>>;
+  /** Waits until any JSON line (a warning, say) matching `predicate` appears. */
+  waitForLine(
+    predicate: (line: Record<string, unknown>) => boolean, timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
+  /** GET /metrics: the exposition text (throws unless 200, within 5 s). */
+  metrics(): Promise<string>;
+  /** GET /readyz: its status and JSON body (within 5 s). */
+  readyz(): Promise<{ status: number; body: Record<string, unknown> }>;
   stop(graceMs?: number): Promise<void>;
   kill(): Promise<void>;
 }
@@ -105,19 +113,37 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
 
   const decisions = (): Array<Record<string, unknown>> =>
     parsed.filter((line) => typeof line['event'] === 'string');
+  const waitFor = async (
+    kind: string, among: () => Array<Record<string, unknown>>,
+    predicate: (line: Record<string, unknown>) => boolean, timeoutMs: number,
+  ): Promise<Record<string, unknown>> => {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const found = among().find(predicate);
+      if (found) return found;
+      await sleep(50);
+    }
+    throw new Error(`no matching ${kind} within ${timeoutMs} ms; saw:\n${
+      among().map((line) => JSON.stringify(line)).join('\n')}`);
+  };
   return {
     host: LOOPBACK, port, metricsPort, stateDir, daemon,
     lines: () => [...parsed],
     decisions,
-    async waitForDecision(predicate, timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (Date.now() < deadline) {
-        const found = decisions().find(predicate);
-        if (found) return found;
-        await sleep(50);
-      }
-      throw new Error(`no matching decision line within ${timeoutMs} ms; saw:\n${
-        decisions().map((line) => JSON.stringify(line)).join('\n')}`);
+    waitForDecision: (predicate, timeoutMs = 10_000) =>
+      waitFor('decision line', decisions, predicate, timeoutMs),
+    waitForLine: (predicate, timeoutMs = 10_000) =>
+      waitFor('log line', () => [...parsed], predicate, timeoutMs),
+    async metrics() {
+      const response = await fetch(`http://${LOOPBACK}:${metricsPort}/metrics`,
+        { signal: AbortSignal.timeout(5000) });
+      if (response.status !== 200) throw new Error(`/metrics answered ${response.status}`);
+      return response.text();
+    },
+    async readyz() {
+      const response = await fetch(`http://${LOOPBACK}:${metricsPort}/readyz`,
+        { signal: AbortSignal.timeout(5000) });
+      return { status: response.status, body: await response.json() as Record<string, unknown> };
     },
     stop: (graceMs = 15_000) => daemon.stop(graceMs),
     kill: () => daemon.kill(),
