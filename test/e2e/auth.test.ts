@@ -29,29 +29,36 @@ let gateway: Gateway;
 let key: TestKey;
 let listKey: TestKey;
 
+/**
+ * A gateway as this file's tests need it: the test DNS server, the internal server, PROXY from
+ * 127.0.0.1 (so SPF judges the presented TEST-NET address), Moat's authserv-id, one DNS attempt
+ * with `dnsTimeout`, then the test's own `ini` lines.
+ */
+function startAuthGateway(domains: string, dnsTimeout: string, ini: string[]): Promise<Gateway> {
+  return startGateway({
+    env: {
+      MOAT_DOWNSTREAM: downstream.address, MOAT_DNS_SERVERS: dns.address,
+      MOAT_PROXY_HOSTS: '127.0.0.1', MOAT_DOMAINS: domains,
+    },
+    ini: ['[smtp]', `hostname = ${AUTHSERV_ID}`,
+      '[dns]', `timeout = ${dnsTimeout}`, 'attempts = 1', ...ini, ''].join('\n'),
+  });
+}
+
 before(async () => {
   key = rsaKey(2048);
   listKey = rsaKey(1024);
   dns = await startDns();
   downstream = await startDownstream();
-  gateway = await startGateway({
-    env: {
-      MOAT_DOWNSTREAM: downstream.address, MOAT_DNS_SERVERS: dns.address,
-      MOAT_PROXY_HOSTS: '127.0.0.1',
-      MOAT_DOMAINS: 'example.com,tagged.example,tempfail.example,unchecked.example',
-    },
-    ini: [
-      '[smtp]', `hostname = ${AUTHSERV_ID}`,
-      '[dns]', 'timeout = 300ms', 'attempts = 1',
+  gateway = await startAuthGateway(
+    'example.com,tagged.example,tempfail.example,unchecked.example', '300ms', [
       '[auth]', 'spf_fail_action = reject', 'arc_trusted_sealers = lists.example',
       'dkim_reject_rsa_sha1 = true',
       'dmarc_exempt_domains = partner.example',
       '[domain tagged.example]', 'auth_policy = tag',
       '[domain tempfail.example]', 'auth_temperror = tempfail',
       '[domain unchecked.example]', 'auth_policy = off',
-      '',
-    ].join('\n'),
-  });
+    ]);
 });
 
 after(async () => {
@@ -213,19 +220,10 @@ describe('SPF with auth.spf_fail_stage = mail', () => {
   let mailStage: Gateway;
 
   before(async () => {
-    mailStage = await startGateway({
-      env: {
-        MOAT_DOWNSTREAM: downstream.address, MOAT_DNS_SERVERS: dns.address,
-        MOAT_PROXY_HOSTS: '127.0.0.1', MOAT_DOMAINS: 'example.com,tagged.example',
-      },
-      ini: [
-        '[smtp]', `hostname = ${AUTHSERV_ID}`,
-        '[dns]', 'timeout = 300ms', 'attempts = 1',
-        '[auth]', 'spf_fail_action = reject', 'spf_fail_stage = mail',
-        '[domain tagged.example]', 'auth_policy = tag',
-        '',
-      ].join('\n'),
-    });
+    mailStage = await startAuthGateway('example.com,tagged.example', '300ms', [
+      '[auth]', 'spf_fail_action = reject', 'spf_fail_stage = mail',
+      '[domain tagged.example]', 'auth_policy = tag',
+    ]);
   });
 
   after(async () => {
@@ -262,14 +260,7 @@ describe('DKIM, ARC and DMARC past auth.message_timeout', () => {
 
   before(async () => {
     // The key lookup hangs longer than the message may take: the deadline decides.
-    slow = await startGateway({
-      env: {
-        MOAT_DOWNSTREAM: downstream.address, MOAT_DNS_SERVERS: dns.address,
-        MOAT_PROXY_HOSTS: '127.0.0.1', MOAT_DOMAINS: 'example.com',
-      },
-      ini: ['[smtp]', `hostname = ${AUTHSERV_ID}`, '[dns]', 'timeout = 3s', 'attempts = 1',
-        '[auth]', 'message_timeout = 300ms', ''].join('\n'),
-    });
+    slow = await startAuthGateway('example.com', '3s', ['[auth]', 'message_timeout = 300ms']);
   });
 
   after(async () => {
