@@ -27,6 +27,7 @@ import { makeTempDir } from '../harness/process';
 import {
   CLAMAV_EICAR_NAME, EICAR_STRING, GTUBE_STRING, messageWithAttachment, plainMessage,
 } from '../harness/samples';
+import { markerRule } from '../harness/rules';
 import { proxyV1Header, sendMail } from '../harness/smtp-talk';
 import { startSpamd, type SpamdServer } from '../harness/spamd';
 import { dkimSigned, rsaKey } from '../fixtures/auth/signing';
@@ -35,22 +36,17 @@ const CLIENT = '203.0.113.20';
 const LISTED_CLIENT = '203.0.113.21';
 const CLIENT_SPF = 'v=spf1 ip4:203.0.113.0/24 -all';
 
-function marker(id: string, when: string): string {
-  return `  - id: ${id}\n    description: marks ${id}\n    owner: test@example.com\n`
-    + `    mode: enforce\n    direction: any\n    when: ${when}\n`
-    + `    actions: [ { add_header: { name: X-Rule-Hit, value: ${id} } } ]\n`;
-}
 
 const RULES = `rules:
-${marker('k-spf-fail', '{ check: { name: spf, result: [fail] } }')}
-${marker('k-spf-pass', '{ check: { name: spf, result: [pass] } }')}
-${marker('k-dkim-pass', '{ check: { name: dkim, result: [pass] } }')}
-${marker('k-dmarc-fail', '{ check: { name: dmarc, result: [fail] } }')}
-${marker('k-dmarc-pass', '{ check: { name: dmarc, result: [pass] } }')}
-${marker('k-listed', '{ check: { name: dnsbl, result: [neutral] } }')}
-${marker('k-spam', '{ spam_score: { at_least: 100 } }')}
-${marker('k-not-spam', '{ spam_score: { below: 5 } }')}
-${marker('k-clean', '{ virus: false }')}
+${markerRule('k-spf-fail', '{ check: { name: spf, result: [fail] } }')}
+${markerRule('k-spf-pass', '{ check: { name: spf, result: [pass] } }')}
+${markerRule('k-dkim-pass', '{ check: { name: dkim, result: [pass] } }')}
+${markerRule('k-dmarc-fail', '{ check: { name: dmarc, result: [fail] } }')}
+${markerRule('k-dmarc-pass', '{ check: { name: dmarc, result: [pass] } }')}
+${markerRule('k-listed', '{ check: { name: dnsbl, result: [neutral] } }')}
+${markerRule('k-spam', '{ spam_score: { at_least: 100 } }')}
+${markerRule('k-not-spam', '{ spam_score: { below: 5 } }')}
+${markerRule('k-clean', '{ virus: false }')}
   - id: k-virus
     description: tell security about malware, whatever clamd.action does with it
     owner: test@example.com

@@ -19,50 +19,36 @@ import { startDownstream, type Downstream } from '../harness/downstream';
 import { REPO_ROOT, startGateway, type Gateway } from '../harness/gateway';
 import { freePort } from '../harness/ports';
 import { makeTempDir } from '../harness/process';
+import { markerRule } from '../harness/rules';
 import { messageWithAttachment, plainMessage, zipArchive } from '../harness/samples';
 import { sendMail } from '../harness/smtp-talk';
 
 const MAIN = join(REPO_ROOT, 'dist', 'src', 'runtime', 'main.js');
 
-/** A rule that only marks the delivered copy when `when` holds. */
-function marker(id: string, when: string, extra = ''): string {
-  return `  - id: ${id}
-    description: marks ${id}
-    owner: test@example.com
-    mode: enforce
-    direction: any
-    order: 500
-${extra}    when:
-${when.split('\n').map((line) => `      ${line}`).join('\n')}
-    actions:
-      - add_header: { name: X-Rule-Hit, value: ${id} }
-`;
-}
-
 const CONDITION_RULES = `rules:
-${marker('c-sender-domain', 'sender: { domain: partner.example }')}
-${marker('c-recipient-list', 'recipient: { list: vips }')}
-${marker('c-client-network', 'client: { network: [127.0.0.0/8] }')}
-${marker('c-header-regex', 'header: { name: X-Campaign, regex: "^spring-\\\\d+$" }')}
-${marker('c-header-exists', 'header: { name: X-Priority, exists: true }')}
-${marker('c-header-equals', 'header: { name: X-Class, equals: [internal only] }')}
-${marker('c-header-contains', 'header: { name: X-Mailer, contains: [bulkmail] }')}
-${marker('c-sender-glob', 'sender: { glob: ["*@*.mailer.example"] }')}
-${marker('c-recipient-every', 'recipient: { glob: ["team-*@example.com"], every: true }')}
-${marker('c-client-elsewhere', 'client: { network: [198.51.100.0/24] }')}
-${marker('c-body-html', 'body: { regex: "wire the funds to account \\\\d+" }')}
-${marker('c-subject-keywords', 'subject: { keywords: [confidential, secret] }')}
-${marker('c-body-dictionary', 'body: { list: insider-words, min_count: 2 }')}
-${marker('c-detector-iban', 'detector: { name: iban }')}
-${marker('c-attachment-in-zip', 'attachment: { name: "*.js" }')}
-${marker('c-type-mismatch', 'attachment: { type_mismatch: true }')}
-${marker('c-encrypted', 'attachment: { encrypted: true }')}
-${marker('c-macros', 'attachment: { macros: true }')}
-${marker('c-size', 'size: { over: 20k }')}
-${marker('c-attachment-count', 'attachment_count: { min: 2 }')}
-${marker('c-check-result',
+${markerRule('c-sender-domain', 'sender: { domain: partner.example }')}
+${markerRule('c-recipient-list', 'recipient: { list: vips }')}
+${markerRule('c-client-network', 'client: { network: [127.0.0.0/8] }')}
+${markerRule('c-header-regex', 'header: { name: X-Campaign, regex: "^spring-\\\\d+$" }')}
+${markerRule('c-header-exists', 'header: { name: X-Priority, exists: true }')}
+${markerRule('c-header-equals', 'header: { name: X-Class, equals: [internal only] }')}
+${markerRule('c-header-contains', 'header: { name: X-Mailer, contains: [bulkmail] }')}
+${markerRule('c-sender-glob', 'sender: { glob: ["*@*.mailer.example"] }')}
+${markerRule('c-recipient-every', 'recipient: { glob: ["team-*@example.com"], every: true }')}
+${markerRule('c-client-elsewhere', 'client: { network: [198.51.100.0/24] }')}
+${markerRule('c-body-html', 'body: { regex: "wire the funds to account \\\\d+" }')}
+${markerRule('c-subject-keywords', 'subject: { keywords: [confidential, secret] }')}
+${markerRule('c-body-dictionary', 'body: { list: insider-words, min_count: 2 }')}
+${markerRule('c-detector-iban', 'detector: { name: iban }')}
+${markerRule('c-attachment-in-zip', 'attachment: { name: "*.js" }')}
+${markerRule('c-type-mismatch', 'attachment: { type_mismatch: true }')}
+${markerRule('c-encrypted', 'attachment: { encrypted: true }')}
+${markerRule('c-macros', 'attachment: { macros: true }')}
+${markerRule('c-size', 'size: { over: 20k }')}
+${markerRule('c-attachment-count', 'attachment_count: { min: 2 }')}
+${markerRule('c-check-result',
     'all:\n  - check: { name: dirty-data, result: pass }\n  - subject: { contains: check-me }')}
-${marker('c-not-any', 'not:\n  any:\n    - sender: { domain: partner.example }\n'
+${markerRule('c-not-any', 'not:\n  any:\n    - sender: { domain: partner.example }\n'
     + '    - subject: { contains: zzz-never }')}
 `;
 
