@@ -63,4 +63,59 @@ describe('DotStuffer', () => {
     const chunk = latin1('plain\r\nlines\r\n');
     assert.equal(new DotStuffer().push(chunk), chunk);
   });
+
+  it('agrees with a byte-by-byte reading on random messages and random chunkings', () => {
+    let seed = 7;
+    const random = (below: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % below;
+    };
+    const atoms = ['a', 'bc', '.', '..', '\r\n', '\r\n', '\r\n.', '\r', '\n'];
+    for (let round = 0; round < 3000; round++) {
+      const text = Array.from({ length: 1 + random(12) }, () => atoms[random(atoms.length)])
+        .join('');
+      // Mostly clean messages: drop the bare CR and LF atoms from two rounds in three.
+      const raw = latin1(round % 3 === 0 ? text : text.replace(/\r(?!\n)|(?<!\r)\n/g, ''));
+      const chunks: Buffer[] = [];
+      for (let start = 0; start < raw.length;) {
+        const end = Math.min(raw.length, start + 1 + random(5));
+        chunks.push(raw.subarray(start, end));
+        start = end;
+      }
+      assert.deepEqual(outcome(() => dotStuffChunks(chunks)), byteByByte(raw),
+        JSON.stringify(raw.toString('latin1')));
+    }
+  });
 });
+
+function outcome(run: () => Buffer): string {
+  try {
+    return run().toString('latin1');
+  } catch (error) {
+    return `error: ${(error as Error).message}`;
+  }
+}
+
+/** The rules read one byte at a time: the reference for the chunked implementation. */
+function byteByByte(raw: Buffer): string {
+  let out = '';
+  let atLineStart = true;
+  for (let index = 0; index < raw.length; index++) {
+    const byte = raw[index];
+    if (byte === 0x0d && raw[index + 1] !== 0x0a) {
+      return outcome(() => {
+        throw new MessageInputError(index === raw.length - 1 ? 'bare CR at end of message'
+          : 'bare CR', index);
+      });
+    }
+    if (byte === 0x0a && raw[index - 1] !== 0x0d) {
+      return outcome(() => {
+        throw new MessageInputError('bare LF', index);
+      });
+    }
+    if (atLineStart && byte === 0x2e) out += '.';
+    atLineStart = byte === 0x0a;
+    out += String.fromCharCode(byte ?? 0);
+  }
+  return out + (atLineStart ? '.\r\n' : '\r\n.\r\n');
+}

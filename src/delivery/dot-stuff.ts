@@ -22,33 +22,53 @@ export class DotStuffer {
   private offset = 0;
   private finished = false;
 
-  /** Returns the bytes to send for this chunk. Throws MessageInputError on a bare CR or LF. */
+  /**
+   * Returns the bytes to send for this chunk. Throws MessageInputError on a bare CR or LF.
+   * Walks line ends with indexOf (memchr) instead of byte by byte: a 20 MB message is about
+   * 270 000 lines, and this runs for every message delivered.
+   */
   push(chunk: Buffer): Buffer {
     if (this.finished) throw new MessageInputError('data after end of message', this.offset);
     const pieces: Buffer[] = [];
     let copiedUpTo = 0;
+    let position = 0;
+    const length = chunk.length;
 
-    for (let index = 0; index < chunk.length; index++) {
-      const byte = chunk[index];
-      if (this.pendingCR) {
-        if (byte !== LF) throw new MessageInputError('bare CR', this.offset + index - 1);
-        this.pendingCR = false;
-        this.atLineStart = true;
-        continue;
-      }
-      if (byte === CR) {
-        this.pendingCR = true;
-        continue;
-      }
-      if (byte === LF) throw new MessageInputError('bare LF', this.offset + index);
-      if (this.atLineStart && byte === DOT) {
-        pieces.push(chunk.subarray(copiedUpTo, index), EXTRA_DOT);
-        copiedUpTo = index;
+    if (this.pendingCR && length > 0) {
+      if (chunk[0] !== LF) throw new MessageInputError('bare CR', this.offset - 1);
+      this.pendingCR = false;
+      this.atLineStart = true;
+      position = 1;
+    }
+    let nextCR = chunk.indexOf(CR, position);
+    while (position < length) {
+      if (this.atLineStart && chunk[position] === DOT) {
+        pieces.push(chunk.subarray(copiedUpTo, position), EXTRA_DOT);
+        copiedUpTo = position;
       }
       this.atLineStart = false;
+      const lf = chunk.indexOf(LF, position);
+      if (lf === -1) {
+        // The line goes on in the next chunk: a CR here may only be its last byte.
+        if (nextCR !== -1) {
+          if (nextCR !== length - 1) throw new MessageInputError('bare CR', this.offset + nextCR);
+          this.pendingCR = true;
+        }
+        break;
+      }
+      // Only the byte before this LF may be a CR, and it must be one.
+      if (nextCR !== -1 && nextCR < lf - 1) {
+        throw new MessageInputError('bare CR', this.offset + nextCR);
+      }
+      if (lf === position || chunk[lf - 1] !== CR) {
+        throw new MessageInputError('bare LF', this.offset + lf);
+      }
+      if (nextCR !== -1 && nextCR < lf) nextCR = chunk.indexOf(CR, lf + 1);
+      position = lf + 1;
+      this.atLineStart = true;
     }
 
-    this.offset += chunk.length;
+    this.offset += length;
     if (pieces.length === 0) return chunk;
     pieces.push(chunk.subarray(copiedUpTo));
     return Buffer.concat(pieces);

@@ -238,8 +238,11 @@ class PrefixCollector {
     this.length += chunk.length;
   }
 
+  /** The prefix as one buffer; the chunks are let go (fifty 2 MB prefixes held twice was
+   * 100 MB of a 50 x 20 MB burst). Called once. */
   message(): Buffer {
-    let message = Buffer.concat(this.chunks);
+    let message = Buffer.concat(this.chunks, this.length);
+    this.chunks.length = 0;
     if (this.truncated) {
       const lastLine = message.lastIndexOf('\r\n');
       if (lastLine > 0) message = message.subarray(0, lastLine + 2);

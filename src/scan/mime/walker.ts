@@ -5,10 +5,11 @@
  *
  * Feed it with write() in any chunking and finish with end(); the ParsedMessage holds the
  * structure, and a MimeSink receives decoded leaf bytes as they appear (the scanner sends them
- * to clamd). Memory is bounded by one line, the header block of one part and the part list
- * (capped by MimeLimits.maxParts); bodies are kept only when asked for, in memory up to a
- * budget per message and past it in files (MimeLimits.spill), so the rules can read every
- * attachment whole without fifty large messages holding fifty decoded copies in memory.
+ * to clamd), gathered once per chunk written. Memory is bounded by one line, one chunk's
+ * decoded octets, the header block of one part and the part list (capped by
+ * MimeLimits.maxParts); bodies are kept only when asked for, in memory up to a budget per
+ * message and past it in files (MimeLimits.spill), so the rules can read every attachment
+ * whole without fifty large messages holding fifty decoded copies in memory.
  *
  * Untrusted input: the whole message. The walker never throws on content; a problem is
  * recorded and the walker goes on the way a forgiving client would.
@@ -66,6 +67,9 @@ export class MimeWalker {
   private readonly limits: MimeLimits;
   private readonly pendingLine: Buffer[] = [];
   private pendingLength = 0;
+  /** Decoded octets of the current part read by quickLine() and not yet emitted. */
+  private readonly decoded: Buffer[] = [];
+  private decodedLength = 0;
   private mode: Mode = 'headers';
   private headerLines: string[] = [];
   private current: MimePart;
@@ -106,8 +110,12 @@ export class MimeWalker {
         this.pendingLength = 0;
       }
       start = newline + 1;
-      await this.line(stripLineEnd(line));
+      const content = stripLineEnd(line);
+      if (this.quickLine(content)) continue;
+      await this.flushDecoded();
+      await this.line(content);
     }
+    await this.flushDecoded();
   }
 
   /** The end of the message: closes what is open and returns the structure. */
@@ -151,6 +159,34 @@ export class MimeWalker {
     this.pendingLine.length = 0;
     this.pendingLength = 0;
     await this.line(stripLineEnd(line));
+  }
+
+  /**
+   * A body or ignored line that is not a boundary candidate, read without waiting: its decoded
+   * octets join `decoded` and go to the sink together, once per chunk (or before the next line
+   * that needs line()). False when line() must read it.
+   */
+  private quickLine(content: Buffer): boolean {
+    if (this.mode === 'headers' || this.stopped) return false;
+    if (this.frames.length > 0 && content[0] === 0x2d && content[1] === 0x2d) return false;
+    this.current.encodedBytes += content.length + 2;
+    if (this.mode === 'body') {
+      const decoded = this.decoder?.line(content);
+      if (decoded && decoded.length > 0) {
+        this.decoded.push(decoded);
+        this.decodedLength += decoded.length;
+      }
+    }
+    return true;
+  }
+
+  private async flushDecoded(): Promise<void> {
+    if (this.decodedLength === 0) return;
+    const octets = this.decoded.length === 1 ? this.decoded[0] as Buffer
+      : Buffer.concat(this.decoded, this.decodedLength);
+    this.decoded.length = 0;
+    this.decodedLength = 0;
+    await this.emit(octets);
   }
 
   private async line(content: Buffer): Promise<void> {
