@@ -26,9 +26,10 @@ RUN printf '%s' '{"extends": "./tsconfig.json", "include": ["src/**/*.ts", "plug
   && node_modules/.bin/tsc -p tsconfig.image.json
 
 FROM node:24-bookworm-slim AS runtime
-# MALLOC_ARENA_MAX: src/runtime/node-flags.ts, GATEWAY_ENV (a test keeps them the same).
+# MALLOC_*: src/runtime/node-flags.ts, GATEWAY_ENV (a test keeps them the same).
 ENV NODE_ENV=production \
     MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072 \
     MOAT_ROOT=/app \
     MOAT_LISTEN=0.0.0.0:2525 \
     MOAT_METRICS_LISTEN=0.0.0.0:9325 \
@@ -48,4 +49,4 @@ EXPOSE 2525 9325
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:9325/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 # Node flags: src/runtime/node-flags.ts (a test keeps them the same).
-CMD ["node", "--max-semi-space-size=8", "dist/src/runtime/main.js"]
+CMD ["node", "--max-semi-space-size=8", "--expose-gc", "dist/src/runtime/main.js"]

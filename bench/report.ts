@@ -51,6 +51,9 @@ export interface Row {
 interface SummaryInput {
   runs: RunRecord[];
   idle: { relay: number; full: number };
+  /** Resident size right after the warm-up's last message (shown, not judged). */
+  justAfterWarmUp: { relay: number; full: number };
+  /** After the warm-up and IDLE_QUIET_MS without traffic. */
   idleAfterWarmUp: { relay: number; full: number };
   memory: MemoryReport | null;
   micro: MicroRow[];
@@ -112,6 +115,9 @@ export function summarise(input: SummaryInput) {
     checksPerMessage: checksOf(input.runs),
     memory: {
       idleRssMbPerWorker: { relay: mb(input.idle.relay), full: mb(input.idle.full) },
+      justAfterWarmUpRssMbPerWorker: {
+        relay: mb(input.justAfterWarmUp.relay), full: mb(input.justAfterWarmUp.full),
+      },
       afterWarmUpRssMbPerWorker: {
         relay: mb(input.idleAfterWarmUp.relay), full: mb(input.idleAfterWarmUp.full),
       },
@@ -240,10 +246,14 @@ export function printReport(summary: Summary): void {
       + `slower ${scan.slowerMs}, sum ${scan.sumMs} `
       + `(step/slower ${scan.stepOverSlower}, step/sum ${scan.stepOverSum})`);
   }
-  const { idleRssMbPerWorker: idle, afterWarmUpRssMbPerWorker: warm } = summary.memory;
-  out.push(`target idle RSS <= 150 MB per worker, at start and after warm-up: `
+  const {
+    idleRssMbPerWorker: idle, afterWarmUpRssMbPerWorker: warm,
+    justAfterWarmUpRssMbPerWorker: loaded,
+  } = summary.memory;
+  out.push(`target idle RSS <= 150 MB per worker, at start and idle after warm-up: `
     + `${verdict(t.idleRssPerWorkerAtMost150Mb.met)}; relay ${idle.relay} MB, full ${idle.full} `
-    + `MB (after warm-up ${warm.relay} / ${warm.full} MB)`);
+    + `MB (idle after warm-up ${warm.relay} / ${warm.full} MB; right after its last message `
+    + `${loaded.relay} / ${loaded.full} MB)`);
   if (summary.memory.large && t.fiftyTwentyMbUnder400Mb) {
     out.push(`target 50 x 20 MB at once under 400 MB, every message accepted: `
       + verdict(t.fiftyTwentyMbUnder400Mb.met));

@@ -96,6 +96,8 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
 
     say('warming up');
     await warmUp(relay, full, corpus);
+    const justAfterWarmUp = { relay: largestResident(relay.pid), full: largestResident(full.pid) };
+    await sleep(IDLE_QUIET_MS);
     const idleAfterWarmUp = { relay: largestResident(relay.pid), full: largestResident(full.pid) };
 
     const runs: RunRecord[] = [];
@@ -115,7 +117,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
       : await runMicro(services, corpus, say);
 
     const summary = summarise({
-      runs, idle, idleAfterWarmUp, memory, micro, full,
+      runs, idle, justAfterWarmUp, idleAfterWarmUp, memory, micro, full,
       loadAverage: { start: startLoad, end: loadavg() }, options,
       corpusMix: corpus.mix,
     });
@@ -138,8 +140,15 @@ async function warmUp(relay: BenchGateway, full: BenchGateway, corpus: Corpus) {
       ...(gateway.mode === 'full' ? { proxyFrom: PROXY_CLIENT } : { expectAll: relayExpect }),
     });
   }
-  await sleep(500);
 }
+
+/*
+ * Idle means no traffic for this long. V8 gives back the heap it grew under load only some
+ * seconds after allocation stops (its memory reducer: 8-12 s on this machine), so a reading
+ * right after the warm-up is the load's high-water mark, not idle memory; that reading is
+ * printed too.
+ */
+const IDLE_QUIET_MS = 20_000;
 
 const relayExpect = { code: 250, at: 'data' as const };
 

@@ -29,6 +29,7 @@ import { REASONS } from '../src/verdict/reasons';
 import { dependencyProbes, readiness } from '../src/runtime/readiness';
 import { startDrain } from '../src/runtime/drain';
 import { closeRateLimits } from '../src/ratelimit/service';
+import { collectStartUpGarbage } from '../src/runtime/node-flags';
 
 interface HarakaPlugin {
   register_hook(hook: string, method: string): void;
@@ -53,12 +54,14 @@ export const hook_init_master = hook('init_master', async (server: HarakaServer)
     setDependencyProbes(dependencyProbes(runtime));
     log('info', 'metrics', 'metrics endpoint listening', { host, port });
   }
+  collectStartUpGarbage();
   return CONTINUE;
 });
 
 export const hook_init_child = hook('init_child', async (server: HarakaServer) => {
   const runtime = getRuntime();
   installProxyV2Translation(server.listeners ?? [], runtime.config.smtp.proxyHosts);
+  collectStartUpGarbage();
   return CONTINUE;
 });
 

@@ -50,10 +50,11 @@ esac
 "$NODE" node_modules/typescript/bin/tsc -p tsconfig.json
 
 # The gateway's environment and Node flags are src/runtime/node-flags.ts's (a test keeps the
-# two the same); an operator's own MALLOC_ARENA_MAX wins.
+# two the same); an operator's own MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ win.
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-131072}"
 case "$what" in
-  start) exec "$NODE" --max-semi-space-size=8 dist/src/runtime/main.js "$@" ;;
+  start) exec "$NODE" --max-semi-space-size=8 --expose-gc dist/src/runtime/main.js "$@" ;;
   test) exec "$NODE" dist/test/run-tests.js "$@" ;;
   bench) exec "$NODE" dist/bench/run.js "$@" ;;
   soak) exec "$NODE" dist/bench/soak.js "$@" ;;
