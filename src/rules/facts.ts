@@ -10,7 +10,7 @@ import { detect, type DetectorHit, type DetectorName } from './detectors';
 import {
   hasDoubleExtension, hasMacros, listZip, refineZipType, sniffType, typeMismatch, type TrueType,
 } from './filetype';
-import { headerValues, type RuleMessage } from './message';
+import { headerValues, type RuleAttachment, type RuleMessage } from './message';
 
 export interface RuleEnvelope {
   /** Envelope sender, `` for the null sender. */
@@ -66,7 +66,7 @@ export class MessageFacts {
     let budget = this.input.maxTextChars - pieces[1]!.length;
     for (const file of this.input.message.attachments) {
       if (budget <= 0) break;
-      const type = sniffType(file.bytes.subarray(0, 512));
+      const type = sniffType(headOf(file, 512));
       if (type !== 'text' && type !== 'html' && !file.declaredType.startsWith('text/')) continue;
       const text = file.bytes.subarray(0, budget).toString('utf8');
       pieces.push(text);
@@ -90,7 +90,7 @@ export class MessageFacts {
     if (this.files) return this.files;
     const files: FileFacts[] = [];
     for (const attachment of this.input.message.attachments) {
-      let trueType = sniffType(attachment.bytes.subarray(0, 0x8010));
+      let trueType = sniffType(headOf(attachment, 0x8010));
       const listing = trueType === 'zip'
         ? listZip(attachment.bytes, attachment.filename || 'attachment.zip')
         : null;
@@ -99,7 +99,7 @@ export class MessageFacts {
       files.push({
         name, declaredType: attachment.declaredType, size: attachment.size, trueType,
         encrypted: listing?.members.some((member) => member.encrypted) ?? false,
-        macros: hasMacros(attachment.bytes, trueType, listing?.members ?? []),
+        macros: hasMacros(() => attachment.bytes, trueType, listing?.members ?? []),
         mismatch: typeMismatch(name, attachment.declaredType, trueType),
         doubleExtension: hasDoubleExtension(name),
         archive: null,
@@ -141,4 +141,9 @@ export class MessageFacts {
 export function domainOf(address: string): string {
   const at = address.lastIndexOf('@');
   return at < 0 ? '' : address.slice(at + 1).toLowerCase();
+}
+
+/** The first octets of an attachment, read alone when it can be (RuleAttachment.head). */
+function headOf(attachment: RuleAttachment, length: number): Buffer {
+  return attachment.head ? attachment.head(length) : attachment.bytes.subarray(0, length);
 }

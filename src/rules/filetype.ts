@@ -176,14 +176,18 @@ export function refineZipType(members: ArchiveMember[]): TrueType {
 const OLE_MACRO_NAMES = ['_VBA_PROJECT', 'Macros', '_VBA_PROJECT_CUR']
   .map((name) => Buffer.from(name, 'utf16le'));
 
-/** Whether an Office document carries macros (see LIMITATION above). */
-export function hasMacros(bytes: Buffer, trueType: TrueType, members: ArchiveMember[]): boolean {
+/** Whether an Office document carries macros (see LIMITATION above); `content` is read only
+ * for OLE documents, whose macros are found in the bytes. */
+export function hasMacros(
+  content: () => Buffer, trueType: TrueType, members: ArchiveMember[],
+): boolean {
   if (trueType === 'ooxml') {
     return members.some((member) => /(^|\/)vbaProject\.bin$/i.test(member.name));
   }
   if (trueType === 'odf') return members.some((member) => /^Basic\//.test(member.name));
-  if (trueType === 'ole') return OLE_MACRO_NAMES.some((name) => bytes.includes(name));
-  return false;
+  if (trueType !== 'ole') return false;
+  const bytes = content();
+  return OLE_MACRO_NAMES.some((name) => bytes.includes(name));
 }
 
 /*

@@ -24,6 +24,11 @@ export interface RuleAttachment {
   declaredType: string;
   /** The decoded content. */
   bytes: Buffer;
+  /**
+   * The first `length` octets, without loading the rest when the content is in a file (type
+   * sniffing reads 32 KB of what may be a 20 MB attachment). Absent: `bytes` is in memory.
+   */
+  head?: (length: number) => Buffer;
   size: number;
 }
 

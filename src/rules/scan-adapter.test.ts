@@ -69,6 +69,9 @@ test('bodies the parse spilled to files reach the rules whole: the text and the 
       const message = await fromParsedMessage(parsed, raw.length);
       assert.match(message.text, /^Invoice attached\.[\s\S]*Wire it to account 42\.\s*$/);
       assert.equal(message.attachments[0]?.filename, 'data.bin');
+      // The head comes from the file alone (sniffing a large attachment loads 32 KB of it).
+      assert.ok(message.attachments[0]?.head?.(512).equals(attachment.subarray(0, 512)));
+      assert.equal(message.attachments[0]?.head?.(1_000_000).length, attachment.length);
       assert.ok(message.attachments[0]?.bytes.equals(attachment));
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -8,12 +8,13 @@
  *
  * Bodies the walker spilled to files (past scan.bodies_in_memory) are read back here: text
  * parts at once and without blocking (every rule set reads the text), attachments only when
- * a rule looks inside one. LIMITATION: that attachment read is synchronous, since the rules
+ * a rule looks inside one (type sniffing reads only the head of the file). LIMITATION: that
+ * attachment read is synchronous, since the rules
  * evaluate synchronously; it happens only for a message over the in-memory budget whose rules
  * inspect attachment content, and reads a file the walker has just written (page cache).
  */
 
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 
 import type { MimePart, ParsedMessage } from '../scan/mime/message';
@@ -54,6 +55,7 @@ export async function fromParsedMessage(
 
 function attachmentOf(part: MimePart): RuleAttachment {
   let bytes: Buffer | undefined;
+  const file = part.bodyFile;
   return {
     filename: part.filename ?? '',
     declaredType: (part.declaredType ?? part.contentType).split(';')[0]?.trim().toLowerCase() ?? '',
@@ -62,6 +64,22 @@ function attachmentOf(part: MimePart): RuleAttachment {
       bytes ??= part.body ?? (part.bodyFile ? readFileSync(part.bodyFile) : Buffer.alloc(0));
       return bytes;
     },
+    head: (length: number): Buffer => {
+      const inMemory = bytes ?? part.body;
+      if (inMemory || !file) return (inMemory ?? Buffer.alloc(0)).subarray(0, length);
+      return readHead(file, length);
+    },
     size: part.decodedBytes,
   };
+}
+
+/** The first `length` octets of a spilled body (fewer when the file is shorter). */
+function readHead(path: string, length: number): Buffer {
+  const head = Buffer.alloc(length);
+  const fd = openSync(path, 'r');
+  try {
+    return head.subarray(0, readSync(fd, head, 0, length, 0));
+  } finally {
+    closeSync(fd);
+  }
 }
