@@ -31,7 +31,7 @@ export function scanRuntime(config: MoatConfig): ScanRuntime {
     spamd: config.spamd.length > 0
       ? new SpamdClient({
         addresses: config.spamd, connectTimeoutMs: scan.spamd.connectTimeoutMs,
-        user: scan.spamd.user,
+        user: scan.spamd.user, maxParallel: scan.spamd.maxParallel,
       })
       : null,
   };

@@ -16,10 +16,15 @@ import type { ClamdClient, ClamdScan, ClamdVerdict } from './clamd';
 import { Deadline, ScannerError } from './errors';
 import type { BodySpill, MimePart, ParsedMessage } from './mime/message';
 import { MimeWalker } from './mime/walker';
+import { Slots } from './slots';
 import type { SpamdClient, SpamdVerdict } from './spamd';
 
 export interface ScanJob {
-  /** Opens the message as the recipient will get it (dot-unstuffed, CRLF); called once. */
+  /**
+   * Opens the message as the recipient will get it (dot-unstuffed, CRLF). Called once, and a
+   * second time, after the first read has ended, when the spamd prefix was let go while the
+   * message waited for its spamd turn.
+   */
   open(): Readable;
   clamd: ClamdClient | null;
   spamd: SpamdClient | null;
@@ -112,14 +117,30 @@ export async function scanMessage(job: ScanJob): Promise<ScanReport> {
     },
   } : {});
 
-  // spamd: a bounded buffer, sent as soon as it is full or the message ends.
-  const collector = new PrefixCollector(config.spamd.maxSize);
+  // spamd: a bounded prefix, sent as soon as it is complete and this message's turn has come
+  // (spamd.max_parallel requests in flight per process). While it waits for its turn a message
+  // holds at most HELD_WHILE_WAITING_BYTES: past that its prefix is let go and read again when
+  // the turn comes, so fifty large messages at once do not hold fifty prefixes.
+  const spamd = job.spamd;
+  const turn = spamd ? new SpamdTurn(spamd.requests, spamdDeadline) : null;
+  let collector = new PrefixCollector(config.spamd.maxSize);
+  let reread = false;
   let spamdResult: Promise<SpamdVerdict> | null = null;
   let spamdDone = 0;
   const askSpamd = (): void => {
-    if (!job.spamd || spamdResult) return;
-    spamdResult = job.spamd.check(collector.message(), spamdDeadline);
-    spamdResult.then(() => { spamdDone = Date.now(); }, () => { spamdDone = Date.now(); });
+    if (!spamd || !turn || spamdResult) return;
+    spamdResult = (async () => {
+      try {
+        await turn.wait();
+        if (reread) collector = await readPrefix(job.open(), config.spamd.maxSize);
+        return await spamd.check(collector.message(), spamdDeadline);
+      } finally {
+        turn.release();
+        spamdDone = Date.now();
+      }
+    })();
+    // Awaited in spamdOutcome; handled here so an early failure is not an unhandled rejection.
+    spamdResult.catch(() => undefined);
   };
 
   // One read of the message feeds all three.
@@ -129,15 +150,21 @@ export async function scanMessage(job: ScanJob): Promise<ScanReport> {
       bytes += chunk.length;
       const writes: Array<Promise<void>> = [walker.write(chunk)];
       if (whole) writes.push(whole.write(chunk));
-      if (job.spamd && !collector.full) {
+      if (turn && !reread && !collector.full) {
         collector.add(chunk);
-        if (collector.full) askSpamd();
+        if (!turn.held && collector.size > HELD_WHILE_WAITING_BYTES) {
+          collector = new PrefixCollector(config.spamd.maxSize);
+          reread = true;
+        } else if (collector.full) {
+          askSpamd();
+        }
       }
       await Promise.all(writes);
     }
   } catch (error) {
     whole?.abort();
     for (const scan of open.values()) scan.abort();
+    if (!spamdResult) turn?.release();
     await walker.discard();
     throw error;
   }
@@ -149,7 +176,7 @@ export async function scanMessage(job: ScanJob): Promise<ScanReport> {
   // Wait for every verdict (each bounded by its deadline).
   const [clamdReport, spamdReport] = await Promise.all([
     clamdOutcome(whole, partScans, started),
-    spamdOutcome(spamdResult, collector, started, () => spamdDone),
+    spamdOutcome(spamdResult, () => collector, started, () => spamdDone),
   ]);
   return {
     clamd: clamdReport, spamd: spamdReport, mime, bytes, seconds: (Date.now() - started) / 1000,
@@ -197,19 +224,65 @@ async function clamdOutcome(
 }
 
 async function spamdOutcome(
-  pending: Promise<SpamdVerdict> | null, collector: PrefixCollector, started: number,
+  pending: Promise<SpamdVerdict> | null, sentFrom: () => PrefixCollector, started: number,
   finishedAt: () => number,
 ): Promise<SpamdReport> {
   if (!pending) return { status: 'skip', bytesSent: 0, truncated: false, seconds: 0 };
-  const sent = { bytesSent: collector.sentBytes, truncated: collector.truncated };
+  // The collector is read once spamd is done: a reread prefix replaces the first one.
+  const sentBy = (collector: PrefixCollector) => ({
+    bytesSent: collector.sentBytes, truncated: collector.truncated,
+  });
   try {
     const verdict = await pending;
-    return { status: 'scored', verdict, ...sent, seconds: (finishedAt() - started) / 1000 };
+    return {
+      status: 'scored', verdict, ...sentBy(sentFrom()), seconds: (finishedAt() - started) / 1000,
+    };
   } catch (error) {
     const failure = error instanceof ScannerError ? error
       : new ScannerError('spamd', 'unavailable', null, String(error), { cause: error });
-    return { status: 'error', error: failure, ...sent, seconds: (Date.now() - started) / 1000 };
+    return {
+      status: 'error', error: failure, ...sentBy(sentFrom()),
+      seconds: (Date.now() - started) / 1000,
+    };
   }
+}
+
+/** What a message waiting for its spamd turn may hold of its prefix (see scanMessage). */
+const HELD_WHILE_WAITING_BYTES = 128 * 1024;
+
+/** A message's place among the spamd requests in flight (spamd.max_parallel). */
+class SpamdTurn {
+  /** A slot is this message's now. */
+  held: boolean;
+
+  constructor(private readonly slots: Slots, private readonly deadline: Deadline) {
+    this.held = slots.tryTake();
+  }
+
+  /** Waits for a slot within the spamd deadline; throws a spamd timeout when none came. */
+  async wait(): Promise<void> {
+    if (this.held) return;
+    this.held = await this.slots.take(this.deadline.remaining());
+    if (!this.held) {
+      throw new ScannerError('spamd', 'timeout', null, `no turn within ${this.deadline.ms} ms `
+        + `(${this.slots.queued} more waiting behind spamd.max_parallel requests in flight)`);
+    }
+  }
+
+  /** Gives the slot back (once). */
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.slots.give();
+  }
+}
+
+/** A second read of the message for its spamd prefix, to the end (Haraka's stream is then
+ * free for the next reader). */
+async function readPrefix(stream: Readable, limit: number): Promise<PrefixCollector> {
+  const collector = new PrefixCollector(limit);
+  for await (const chunk of stream as AsyncIterable<Buffer>) collector.add(chunk);
+  return collector;
 }
 
 /** Keeps the first `limit` octets; a longer message is cut after its last whole line. */
@@ -223,6 +296,10 @@ class PrefixCollector {
 
   get full(): boolean {
     return this.truncated;
+  }
+
+  get size(): number {
+    return this.length;
   }
 
   add(chunk: Buffer): void {
@@ -249,26 +326,5 @@ class PrefixCollector {
     }
     this.sentBytes = message.length;
     return message;
-  }
-}
-
-/** A counting semaphore for attachment scans in flight. */
-class Slots {
-  private readonly waiting: Array<() => void> = [];
-
-  constructor(private free: number) {}
-
-  async take(): Promise<void> {
-    if (this.free > 0) {
-      this.free -= 1;
-      return;
-    }
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-
-  give(): void {
-    const next = this.waiting.shift();
-    if (next) next();
-    else this.free += 1;
   }
 }

@@ -16,6 +16,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { Deadline, ScannerError, socketTarget } from './errors';
+import { Slots } from './slots';
 
 const MAX_REPLY_BYTES = 64 * 1024;
 const MAX_SYMBOLS = 200;
@@ -33,6 +34,9 @@ export interface SpamdClientOptions {
   connectTimeoutMs: number;
   /** Sent as `User:` so spamd can apply per-user settings; null sends none. */
   user: string | null;
+  /** Requests in flight at once from this process (spamd.max_parallel); the scheduler waits
+   * for a slot of `requests` before it sends. Unbounded when absent. */
+  maxParallel?: number;
 }
 
 export interface SpamdVerdict {
@@ -54,8 +58,11 @@ export class SpamdReplyError extends Error {
 
 export class SpamdClient {
   private preferred = 0;
+  /** The turns of the messages being scored (see SpamdClientOptions.maxParallel). */
+  readonly requests: Slots;
 
   constructor(readonly options: SpamdClientOptions) {
+    this.requests = new Slots(options.maxParallel ?? Number.POSITIVE_INFINITY);
     if (options.addresses.length === 0) {
       throw new ScannerError('spamd', 'unavailable', null, 'no spamd address configured');
     }

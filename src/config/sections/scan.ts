@@ -92,6 +92,10 @@ export const SCAN_SETTINGS: readonly SettingSpec[] = [
   { section: 'spamd', key: 'max_size', default: '2M',
     why: 'larger messages are scored on their first max_size octets, never waved through',
     parse: (raw) => parseSize(raw, 4096, 256 * 1024 ** 2) },
+  { section: 'spamd', key: 'max_parallel', default: '8',
+    why: 'spamd requests in flight per gateway process; more wait their turn, and a waiting '
+      + 'message over 128K rereads its prefix when its turn comes instead of holding it',
+    parse: (raw) => parseInteger(raw, 1, 256) },
   { section: 'spamd', key: 'user', default: '',
     why: 'sent as User: for per-user spamd settings; empty sends none',
     parse: (raw) => {
@@ -156,6 +160,7 @@ export interface ScanConfig {
     connectTimeoutMs: number;
     onFailure: ScannerFailureAction;
     maxSize: number;
+    maxParallel: number;
     user: string | null;
     /** Global thresholds; `[domain]` sections override them (spamThresholdsFor). */
     thresholds: SpamThresholds;
@@ -184,6 +189,7 @@ export function buildScanConfig(get: <T>(name: string) => T): ScanConfig {
       connectTimeoutMs: get('spamd.connect_timeout'),
       onFailure: get('spamd.on_failure'),
       maxSize: get('spamd.max_size'),
+      maxParallel: get('spamd.max_parallel'),
       user: get<string>('spamd.user') || null,
       thresholds: {
         tag: get('spamd.tag_score'),
