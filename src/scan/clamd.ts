@@ -19,6 +19,7 @@
 import { connect, type Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { Deadline, ScannerError, socketTarget } from './errors';
+import { Slots } from './slots';
 
 // clamscan is CommonJS without types; only what Moat calls is typed here.
 interface ClamscanResult {
@@ -41,6 +42,9 @@ const SOCKET_HIGH_WATER = 256 * 1024;
 export interface ClamdClientOptions {
   addresses: string[];
   connectTimeoutMs: number;
+  /** Messages scanned at once by this process (clamd.max_parallel); the scheduler takes a
+   * slot of `requests` before a message's scans start. Unbounded when absent. */
+  maxParallel?: number;
 }
 
 export type ClamdVerdict =
@@ -51,8 +55,11 @@ export class ClamdClient {
   private base: Promise<NodeClamInstance> | null = null;
   /** Index of the address tried first; moves on when one fails. */
   private preferred = 0;
+  /** The turns of the messages being scanned (see ClamdClientOptions.maxParallel). */
+  readonly requests: Slots;
 
   constructor(readonly options: ClamdClientOptions) {
+    this.requests = new Slots(options.maxParallel ?? Number.POSITIVE_INFINITY);
     if (options.addresses.length === 0) {
       throw new ScannerError('clamd', 'unavailable', null, 'no clamd address configured');
     }

@@ -26,7 +26,10 @@ export function scanRuntime(config: MoatConfig): ScanRuntime {
   const scan = config.scan;
   current = {
     clamd: config.clamd.length > 0
-      ? new ClamdClient({ addresses: config.clamd, connectTimeoutMs: scan.clamd.connectTimeoutMs })
+      ? new ClamdClient({
+        addresses: config.clamd, connectTimeoutMs: scan.clamd.connectTimeoutMs,
+        maxParallel: scan.clamd.maxParallel,
+      })
       : null,
     spamd: config.spamd.length > 0
       ? new SpamdClient({

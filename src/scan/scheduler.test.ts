@@ -2,8 +2,9 @@
  * The scan scheduler's spamd turns (spamd.max_parallel), with a fake spamd client: at most that
  * many requests in flight, a large message waiting for its turn lets its prefix go and reads
  * it again when the turn comes, a small one keeps it, and a message whose turn does not come
- * within the spamd deadline gets a spamd timeout without losing a slot. spamd itself is
- * exercised for real in src/scan/clients.test.ts and the end-to-end tests.
+ * within the spamd deadline gets a spamd timeout without losing a slot; and the same turns for
+ * clamd (clamd.max_parallel, clamd.queue_timeout), with a fake clamd. The scanners themselves
+ * are exercised for real in src/scan/clients.test.ts and the end-to-end tests.
  */
 
 import assert from 'node:assert/strict';
@@ -15,6 +16,7 @@ import { describe, it } from 'node:test';
 
 import { loadConfig } from '../config/load';
 import type { ScanConfig } from '../config/sections/scan';
+import type { ClamdClient, ClamdScan, ClamdVerdict } from './clamd';
 import type { Deadline } from './errors';
 import { scanMessage } from './scheduler';
 import { Slots } from './slots';
@@ -62,7 +64,51 @@ class FakeSpamd {
   }
 }
 
-function job(raw: Buffer, spamd: FakeSpamd, config: ScanConfig, opens: { count: number }) {
+/** A fake clamd: every scan is clean, a few milliseconds after its end (or when let go). */
+class FakeClamd {
+  readonly requests: Slots;
+  inFlight = 0;
+  mostInFlight = 0;
+  readonly deadlines: Deadline[] = [];
+  readonly ended: number[] = [];
+  prompt = true;
+  private readonly held: Array<() => void> = [];
+
+  constructor(maxParallel: number) {
+    this.requests = new Slots(maxParallel);
+  }
+
+  scan(deadline: Deadline): ClamdScan {
+    this.deadlines.push(deadline);
+    this.inFlight += 1;
+    this.mostInFlight = Math.max(this.mostInFlight, this.inFlight);
+    let finish: (verdict: ClamdVerdict) => void = () => undefined;
+    const result = new Promise<ClamdVerdict>((resolve) => {
+      finish = resolve;
+    });
+    const done = (): void => {
+      this.inFlight -= 1;
+      this.ended.push(Date.now());
+      finish({ status: 'clean', address: 'fake' });
+    };
+    return {
+      result, write: async () => undefined, abort: done,
+      end: () => {
+        if (this.prompt) setTimeout(done, 20);
+        else this.held.push(done);
+      },
+    } as unknown as ClamdScan;
+  }
+
+  answerAll(): void {
+    for (const done of this.held.splice(0)) done();
+  }
+}
+
+function job(
+  raw: Buffer, spamd: FakeSpamd | null, config: ScanConfig, opens: { count: number },
+  clamd: FakeClamd | null = null,
+) {
   return {
     open: () => {
       opens.count += 1;
@@ -70,7 +116,8 @@ function job(raw: Buffer, spamd: FakeSpamd, config: ScanConfig, opens: { count: 
       for (let at = 0; at < raw.length; at += 64 * 1024) chunks.push(raw.subarray(at, at + 65536));
       return Readable.from(chunks);
     },
-    clamd: null, spamd: spamd as unknown as SpamdClient, config,
+    clamd: clamd as unknown as ClamdClient | null,
+    spamd: spamd as unknown as SpamdClient | null, config,
   };
 }
 
@@ -132,5 +179,43 @@ describe('scanMessage and spamd.max_parallel', () => {
     const third = await scanMessage(job(message('third', 1000), spamd, config, { count: 0 }));
     assert.equal(third.spamd.status, 'scored');
     assert.equal(spamd.requests.tryTake(), true);
+  });
+});
+
+describe('scanMessage and clamd.max_parallel', () => {
+  it('lets clamd.max_parallel messages be scanned at once; clamd.timeout starts with the turn',
+    async () => {
+      const config = scanConfig('[clamd]\nmax_parallel = 1\n');
+      const clamd = new FakeClamd(1);
+      const raws = ['one', 'two', 'three'].map((name) => message(name, 2000));
+      const reports = await Promise.all(raws.map((raw) =>
+        scanMessage(job(raw, null, config, { count: 0 }, clamd))));
+      assert.deepEqual(reports.map((report) => report.clamd.status), ['clean', 'clean', 'clean']);
+      assert.equal(clamd.mostInFlight, 1);
+      // Each deadline was set when that message's turn came: after the previous scan ended.
+      for (let index = 1; index < 3; index += 1) {
+        const turnAt = (clamd.deadlines[index] as Deadline).at - config.clamd.timeoutMs;
+        assert.ok(turnAt >= (clamd.ended[index - 1] as number), `message ${index + 1}`);
+      }
+    });
+
+  it('gives a message whose turn does not come within clamd.queue_timeout a clamd timeout, '
+    + 'still asks spamd, and the slot is not lost', async () => {
+    const config = scanConfig('[clamd]\nmax_parallel = 1\nqueue_timeout = 200ms\n');
+    const clamd = new FakeClamd(1);
+    clamd.prompt = false;
+    const spamd = new FakeSpamd(8);
+    const first = scanMessage(job(message('first', 1000), spamd, config, { count: 0 }, clamd));
+    const second = await scanMessage(
+      job(message('second', 1000), spamd, config, { count: 0 }, clamd));
+    assert.equal(second.clamd.status, 'error');
+    assert.equal(second.clamd.error?.kind, 'timeout');
+    assert.match(second.clamd.error?.message ?? '', /no turn within 200 ms/);
+    assert.equal(second.spamd.status, 'scored');
+    assert.equal(clamd.deadlines.length, 1, 'the second never reached clamd');
+
+    clamd.answerAll();
+    assert.equal((await first).clamd.status, 'clean');
+    assert.equal(clamd.requests.tryTake(), true, 'the slot came back');
   });
 });

@@ -5,8 +5,12 @@
  * and to the spamd buffer (at most spamd.max_size octets, then spamd is asked while the rest
  * still streams). No second copy of the message is held; the slowest reader sets the pace.
  *
- * Each scanner has its own absolute deadline (clamd.timeout, spamd.timeout), started when the
- * scan starts. The report says what each scanner found or why it could not say; turning that
+ * Each scanner takes turns among the messages of this process: clamd.max_parallel messages
+ * are scanned by clamd at once (the others wait up to clamd.queue_timeout, in arrival order,
+ * before their read starts), spamd.max_parallel are with spamd. A burst of large messages is
+ * then scanned a few at a time, each within its own deadline, instead of all at once and all
+ * too late. clamd.timeout runs from the message's clamd turn, spamd.timeout from the start
+ * of the scan. The report says what each scanner found or why it could not say; turning that
  * into an action is src/scan/policy.ts's job.
  */
 
@@ -83,15 +87,24 @@ function scanWorthy(part: MimePart): boolean {
 export async function scanMessage(job: ScanJob): Promise<ScanReport> {
   const started = Date.now();
   const config = job.config;
-  const clamdDeadline = new Deadline(config.clamd.timeoutMs, started);
   const spamdDeadline = new Deadline(config.spamd.timeoutMs, started);
 
-  // clamd: the whole message, and each decoded part on its own connection.
-  const whole = job.clamd?.scan(clamdDeadline) ?? null;
+  // clamd: this message's turn, then the whole message and each decoded part on its own
+  // connection. No turn within clamd.queue_timeout: clamd could not say (as if it were down).
+  const clamdTurn = job.clamd ? new Turn(job.clamd.requests, 'clamd', 'clamd.max_parallel',
+    new Deadline(config.clamd.queueTimeoutMs, started)) : null;
+  let turnFailure: ScannerError | null = null;
+  try {
+    await clamdTurn?.wait();
+  } catch (error) {
+    turnFailure = error as ScannerError;
+  }
+  const clamd = clamdTurn?.held ? job.clamd : null;
+  const clamdDeadline = new Deadline(config.clamd.timeoutMs);
+  const whole = clamd?.scan(clamdDeadline) ?? null;
   const partScans: Array<Promise<{ verdict: ClamdVerdict; part: MimePart }>> = [];
   const slots = new Slots(config.clamd.maxParallelParts);
   const open = new Map<MimePart, ClamdScan>();
-  const clamd = job.clamd;
   const walker = new MimeWalker({
     maxDepth: config.mimeMaxDepth, maxParts: config.mimeMaxParts,
     keepBodyBytes: job.keepBodyBytes ?? 0,
@@ -122,7 +135,8 @@ export async function scanMessage(job: ScanJob): Promise<ScanReport> {
   // holds at most HELD_WHILE_WAITING_BYTES: past that its prefix is let go and read again when
   // the turn comes, so fifty large messages at once do not hold fifty prefixes.
   const spamd = job.spamd;
-  const turn = spamd ? new SpamdTurn(spamd.requests, spamdDeadline) : null;
+  const turn = spamd ? new Turn(spamd.requests, 'spamd', 'spamd.max_parallel', spamdDeadline)
+    : null;
   let collector = new PrefixCollector(config.spamd.maxSize);
   let reread = false;
   let spamdResult: Promise<SpamdVerdict> | null = null;
@@ -165,6 +179,7 @@ export async function scanMessage(job: ScanJob): Promise<ScanReport> {
     whole?.abort();
     for (const scan of open.values()) scan.abort();
     if (!spamdResult) turn?.release();
+    clamdTurn?.release();
     await walker.discard();
     throw error;
   }
@@ -175,7 +190,8 @@ export async function scanMessage(job: ScanJob): Promise<ScanReport> {
 
   // Wait for every verdict (each bounded by its deadline).
   const [clamdReport, spamdReport] = await Promise.all([
-    clamdOutcome(whole, partScans, started),
+    clamdOutcome(whole, partScans, started, turnFailure)
+      .finally(() => clamdTurn?.release()),
     spamdOutcome(spamdResult, () => collector, started, () => spamdDone),
   ]);
   return {
@@ -186,8 +202,14 @@ export async function scanMessage(job: ScanJob): Promise<ScanReport> {
 async function clamdOutcome(
   whole: ClamdScan | null,
   partScans: Array<Promise<{ verdict: ClamdVerdict; part: MimePart }>>,
-  started: number,
+  started: number, turnFailure: ScannerError | null,
 ): Promise<ClamdReport> {
+  if (turnFailure) {
+    return {
+      status: 'error', findings: [], scans: 0, error: turnFailure,
+      seconds: (Date.now() - started) / 1000,
+    };
+  }
   if (!whole) return { status: 'skip', findings: [], scans: 0, seconds: 0 };
   const [wholeResult, ...parts] = await Promise.allSettled([
     whole.result.then((verdict) => ({ verdict, part: null as MimePart | null })), ...partScans,
@@ -250,22 +272,25 @@ async function spamdOutcome(
 /** What a message waiting for its spamd turn may hold of its prefix (see scanMessage). */
 const HELD_WHILE_WAITING_BYTES = 128 * 1024;
 
-/** A message's place among the spamd requests in flight (spamd.max_parallel). */
-class SpamdTurn {
+/** A message's place among one scanner's messages in flight (clamd/spamd.max_parallel). */
+class Turn {
   /** A slot is this message's now. */
   held: boolean;
 
-  constructor(private readonly slots: Slots, private readonly deadline: Deadline) {
+  constructor(
+    private readonly slots: Slots, private readonly scanner: 'clamd' | 'spamd',
+    private readonly setting: string, private readonly deadline: Deadline,
+  ) {
     this.held = slots.tryTake();
   }
 
-  /** Waits for a slot within the spamd deadline; throws a spamd timeout when none came. */
+  /** Waits for a slot within the deadline; throws the scanner's timeout when none came. */
   async wait(): Promise<void> {
     if (this.held) return;
     this.held = await this.slots.take(this.deadline.remaining());
     if (!this.held) {
-      throw new ScannerError('spamd', 'timeout', null, `no turn within ${this.deadline.ms} ms `
-        + `(${this.slots.queued} more waiting behind spamd.max_parallel requests in flight)`);
+      throw new ScannerError(this.scanner, 'timeout', null, `no turn within ${this.deadline.ms} `
+        + `ms (${this.slots.queued} more waiting behind ${this.setting} in flight)`);
     }
   }
 

@@ -61,7 +61,8 @@ export const SCAN_SETTINGS: readonly SettingSpec[] = [
     why: "must repeat clamd.conf StreamMaxLength (clamd's default 25M); checked against "
       + 'smtp.max_message_size at start-up', parse: (raw) => parseSize(raw, 1024, 4 * 1024 ** 3) },
   { section: 'clamd', key: 'timeout', default: '60s',
-    why: 'absolute deadline for all clamd scans of one message; then 451 (or fail-open)',
+    why: 'absolute deadline for all clamd scans of one message, from its clamd turn; then 451 '
+      + '(or fail-open)',
     parse: (raw) => parseDuration(raw, 100, 600_000) },
   { section: 'clamd', key: 'connect_timeout', default: '2s',
     why: 'a clamd that does not connect within this is skipped for the next address',
@@ -77,6 +78,14 @@ export const SCAN_SETTINGS: readonly SettingSpec[] = [
   { section: 'clamd', key: 'scan_parts', default: 'true',
     why: "also scan each decoded attachment, as the recipient's client will read it",
     parse: parseBoolean },
+  { section: 'clamd', key: 'max_parallel', default: '8',
+    why: 'messages clamd scans at once per gateway process; the others wait their turn in '
+      + 'arrival order, and clamd.timeout starts with the turn',
+    parse: (raw) => parseInteger(raw, 1, 256) },
+  { section: 'clamd', key: 'queue_timeout', default: '120s',
+    why: 'longest a message waits for its clamd turn; then 451 (or fail-open) as if clamd '
+      + 'were down',
+    parse: (raw) => parseDuration(raw, 100, 600_000) },
   { section: 'clamd', key: 'max_parallel_parts', default: '4',
     why: 'attachment scans in flight at once per message, besides the whole message',
     parse: (raw) => parseInteger(raw, 1, 64) },
@@ -154,6 +163,8 @@ export interface ScanConfig {
     heuristicsAction: FindingAction;
     scanParts: boolean;
     maxParallelParts: number;
+    maxParallel: number;
+    queueTimeoutMs: number;
   };
   spamd: {
     timeoutMs: number;
@@ -183,6 +194,8 @@ export function buildScanConfig(get: <T>(name: string) => T): ScanConfig {
       heuristicsAction: get('clamd.heuristics_action'),
       scanParts: get('clamd.scan_parts'),
       maxParallelParts: get('clamd.max_parallel_parts'),
+      maxParallel: get('clamd.max_parallel'),
+      queueTimeoutMs: get('clamd.queue_timeout'),
     },
     spamd: {
       timeoutMs: get('spamd.timeout'),
