@@ -175,16 +175,25 @@ test('level debug switches on debug lines for every component', () => {
   assert.equal(onlyLine().level, 'debug');
 });
 
-test('the default sink writes one line to process.stdout', () => {
-  setLogSink(null);
-  const written: string[] = [];
-  const original = process.stdout.write;
-  process.stdout.write = ((chunk: string) => { written.push(chunk); return true; }) as any;
-  try {
-    log('info', 'test', 'to stdout');
-  } finally {
-    process.stdout.write = original;
-  }
-  assert.equal(written.length, 1);
-  assert.match(written[0]!, /^\{.*"msg":"to stdout"\}\n$/);
-});
+test('the default sink writes the lines of one turn to process.stdout in one write, at its end',
+  async () => {
+    setLogSink(null);
+    const written: string[] = [];
+    const original = process.stdout.write;
+    process.stdout.write = ((chunk: string) => { written.push(chunk); return true; }) as any;
+    try {
+      log('info', 'test', 'to stdout');
+      log('info', 'test', 'and again');
+      assert.equal(written.length, 0, 'nothing yet: the turn has not ended');
+      await new Promise((resolve) => setImmediate(resolve));
+      log('info', 'test', 'next turn');
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.stdout.write = original;
+    }
+    // The test runner writes to stdout too while the test waits: keep this test's lines.
+    const ours = written.filter((chunk) => chunk.includes('"component":"test"'));
+    assert.equal(ours.length, 2);
+    assert.match(ours[0]!, /^\{.*"msg":"to stdout"\}\n\{.*"msg":"and again"\}\n$/);
+    assert.match(ours[1]!, /^\{.*"msg":"next turn"\}\n$/);
+  });

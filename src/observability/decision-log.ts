@@ -17,8 +17,9 @@
  * The default sink writes to stdout with process.stdout.write. A failing sink never throws
  * into the caller: logging must not change what Moat answers to a client.
  *
- * LIMITATION: process.stdout.write is asynchronous when stdout is a pipe; lines written just
- * before a crash can be lost.
+ * LIMITATION: lines are written at the end of the event-loop turn that made them (and at exit),
+ * and process.stdout.write is asynchronous when stdout is a pipe on some platforms; lines
+ * made just before a crash can be lost.
  */
 
 import { countDecision } from './metrics';
@@ -67,9 +68,28 @@ export type LogLevel = 'debug' | 'info' | 'notice' | 'warn' | 'error';
 
 const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, notice: 2, warn: 3, error: 4 };
 
+/*
+ * Lines written in one turn of the event loop go out in one write at its end (at fifty
+ * connections a turn often ends several transactions), and at exit.
+ */
+let unwritten: string[] = [];
+let flushQueued = false;
+
+function flushStdout(): void {
+  flushQueued = false;
+  if (unwritten.length === 0) return;
+  const text = `${unwritten.join('\n')}\n`;
+  unwritten = [];
+  process.stdout.write(text);
+}
+
 const writeToStdout: LogSink = (line) => {
-  process.stdout.write(`${line}\n`);
+  unwritten.push(line);
+  if (flushQueued) return;
+  flushQueued = true;
+  setImmediate(flushStdout);
 };
+process.on('exit', flushStdout);
 
 let sink: LogSink = writeToStdout;
 let minimumLevel: LogLevel = 'info';

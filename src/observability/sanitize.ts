@@ -18,6 +18,8 @@ const MAX_ARRAY_ITEMS = 50;
 const MAX_OBJECT_KEYS = 50;
 const MAX_DEPTH = 4;
 const MAX_KEY_CHARS = 64;
+/** Printable ASCII other than the backslash: characters escapeChar() leaves as they are. */
+const PLAIN = /^[\x20-\x5b\x5d-\x7e]*$/;
 
 /**
  * Returns `text` as printable ASCII, at most `max` characters of content; if it was cut, a
@@ -27,6 +29,8 @@ const MAX_KEY_CHARS = 64;
 export function sanitizeForLog(text: unknown, max: number = MAX_FIELD_CHARS): string {
   const input = Buffer.isBuffer(text) ? text.toString('latin1') : String(text ?? '');
   const limit = Math.max(0, Math.floor(max));
+  // Most fields are already printable and short: nothing to escape or cut.
+  if (input.length <= limit && PLAIN.test(input)) return input;
 
   let output = '';
   let consumed = 0;

@@ -159,6 +159,8 @@ describe('writeHarakaHome', () => {
     assert.equal(readConfigFile(home, 'me'), 'mx.example.com\n');
     assert.equal(harakaIni(home, 'log.ini')['main']?.format, 'json');
     assert.equal(harakaIni(home, 'outbound.ini')['main']?.disabled, 'true');
+    // Present (and empty of settings), so Haraka does not look for it on disk per connection.
+    assert.doesNotMatch(readConfigFile(home, 'results.ini'), /^\s*[^;\s]/m);
     const timeoutSeconds = Number(readConfigFile(home, 'plugin_timeout').trim());
     assert.equal(timeoutSeconds, Math.ceil(pluginTimeoutMs(config) / 1000));
     // Haraka's timeout must only be the last resort, after Moat's own downstream deadlines.

@@ -48,6 +48,9 @@ export function writeHarakaHome(config: MoatConfig, distDir: string): HarakaHome
     'plugin_timeout': `${Math.ceil(pluginTimeoutMs(config) / 1000)}\n`,
     // Moat forwards with its own client; Haraka's outbound queue is never used.
     'outbound.ini': '[main]\ndisabled=true\n',
+    // Haraka reads this for every connection and transaction; haraka-config caches a file it
+    // found but looks for a missing one on disk each time (two existsSync calls a message).
+    'results.ini': '; Haraka defaults: Moat records its results in its own verdict\n',
   };
 
   if (config.smtp.tlsCert && config.smtp.tlsKey) {
