@@ -10,11 +10,12 @@
  * table on stdout, and the JSON (bench/results/latest.json unless --out says otherwise).
  *
  * Options (or MOAT_BENCH_* variables): --levels 1,10,50  --repeats 2  --scale 1 (multiplies
- * message counts)  --workers 0  --skip memory,micro  --out FILE. bench/README.md has the rest.
+ * message counts)  --workers 0  --relay-workers <cores>  --skip memory,micro  --out FILE.
+ * bench/README.md has the rest.
  */
 
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -35,14 +36,18 @@ export interface BenchOptions {
   repeats: number;
   scale: number;
   workers: number;
+  /** Workers of the extra relay gateway whose smtp-source runs are the 'relay-workers' rows;
+   * 0: none. Default: the core count, as docs/operations.md advises for a busy node. */
+  relayWorkers: number;
   skip: Set<string>;
   out: string;
 }
 
 /** Messages per run, before --scale: enough for a few seconds of each at the speeds seen here. */
-const COUNTS: Record<'floor' | 'relay' | 'full', { source: number; client: number }> = {
+const COUNTS: Record<RunRecord['mode'], { source: number; client: number }> = {
   floor: { source: 4000, client: 1500 },
   relay: { source: 2000, client: 800 },
+  'relay-workers': { source: 2000, client: 0 },
   full: { source: 200, client: 150 },
 };
 
@@ -68,6 +73,8 @@ function parseOptions(argv: string[]): BenchOptions {
     repeats: numbers(value('--repeats', 'MOAT_BENCH_REPEATS', '2'), '--repeats')[0] as number,
     scale: numbers(value('--scale', 'MOAT_BENCH_SCALE', '1'), '--scale')[0] as number,
     workers: Number(value('--workers', 'MOAT_WORKERS', '0')),
+    relayWorkers: Number(value('--relay-workers', 'MOAT_BENCH_RELAY_WORKERS',
+      String(cpus().length))),
     skip: new Set(value('--skip', 'MOAT_BENCH_SKIP', '').split(',').filter(Boolean)),
     out: value('--out', 'MOAT_BENCH_OUT', join(REPO_ROOT, 'bench', 'results', 'latest.json')),
   };
@@ -86,10 +93,14 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   const services = await startServices(corpus.records);
   let relay: BenchGateway | undefined;
   let full: BenchGateway | undefined;
+  let relayWorkers: BenchGateway | undefined;
   try {
     say('starting the relay-only and full-pipeline gateways');
     relay = await startBenchGateway('relay', services, { workers: options.workers });
     full = await startBenchGateway('full', services, { workers: options.workers });
+    if (options.relayWorkers > 0) {
+      relayWorkers = await startBenchGateway('relay', services, { workers: options.relayWorkers });
+    }
     const idle = {
       relay: largestResident(relay.pid), full: largestResident(full.pid),
     };
@@ -104,9 +115,16 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     for (const level of options.levels) {
       for (let repeat = 1; repeat <= options.repeats; repeat++) {
         for (const mode of ['floor', 'relay', 'full'] as const) {
-          const gateway = mode === 'relay' ? relay : mode === 'full' ? full : null;
+          const gateway: BenchGateway | null = mode === 'relay' ? relay
+            : mode === 'full' ? full : null;
+          if (mode === 'relay') await warmUpSource(relay, corpus, level);
           runs.push(await sourceRun(mode, gateway, services, corpus, level, repeat, options.scale));
           runs.push(await clientRun(mode, gateway, services, corpus, level, repeat, options.scale));
+          if (mode === 'relay' && relayWorkers) {
+            await warmUpSource(relayWorkers, corpus, level);
+            runs.push(await sourceRun('relay-workers', relayWorkers, services, corpus, level,
+              repeat, options.scale));
+          }
         }
       }
     }
@@ -128,6 +146,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   } finally {
     await relay?.stop();
     await full?.stop();
+    await relayWorkers?.stop();
     await services.stop();
   }
 }
@@ -142,6 +161,24 @@ async function warmUp(relay: BenchGateway, full: BenchGateway, corpus: Corpus) {
   }
 }
 
+/**
+ * Before each relay smtp-source run, 4000 messages that are not measured. Those runs measure
+ * steady throughput, and a gateway that sat idle for a while is not in its steady state: V8's
+ * memory reducer, which gives the heap back after a burst, leaves the next few thousand
+ * messages costing more CPU each (two workers, c=10, 1000 messages a run: 2.08 ms a message,
+ * then after 12 s without traffic 3.01, 2.46, 2.56, 2.37, 2.16, 2.14 ms; with the reducer off,
+ * no rise). Here each relay waits 30-60 s for the full pipeline's runs. The full pipeline's
+ * runs are long enough by themselves and are not warmed.
+ */
+async function warmUpSource(
+  gateway: BenchGateway, corpus: Corpus, sessions: number,
+): Promise<void> {
+  await runSmtpSource({
+    host: gateway.gateway.host, port: gateway.gateway.port, sessions, count: 4000,
+    file: corpus.typical.file, from: corpus.typical.from, to: corpus.typical.to,
+  });
+}
+
 /*
  * Idle means no traffic for this long. V8 gives back the heap it grew under load only some
  * seconds after allocation stops (its memory reducer: 8-12 s on this machine), so a reading
@@ -152,7 +189,7 @@ const IDLE_QUIET_MS = 20_000;
 
 const relayExpect = { code: 250, at: 'data' as const };
 
-function target(mode: Mode | 'floor', gateway: BenchGateway | null, services: Services) {
+function target(mode: RunRecord['mode'], gateway: BenchGateway | null, services: Services) {
   if (!gateway) {
     const [host = '127.0.0.1', port = '0'] = services.sink.address.split(':');
     return { host, port: Number(port) };
@@ -188,7 +225,7 @@ async function measuredLoad<T>(
 }
 
 async function sourceRun(
-  mode: 'floor' | Mode, gateway: BenchGateway | null, services: Services, corpus: Corpus,
+  mode: RunRecord['mode'], gateway: BenchGateway | null, services: Services, corpus: Corpus,
   level: number, repeat: number, scale: number,
 ): Promise<RunRecord> {
   const count = Math.max(level * 4, Math.round(COUNTS[mode].source * scale));
