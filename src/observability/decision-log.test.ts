@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, test } from 'node:test';
 
 import {
-  MAX_LOGGED_RECIPIENTS, initLogging, isDebugEnabled, log, logDecision, setLogSink,
+  MAX_LOGGED_RECIPIENTS, flushLog, initLogging, isDebugEnabled, log, logDecision, setLogSink,
+  turnBufferedSink,
 } from './decision-log';
 
 let lines: string[] = [];
@@ -175,25 +176,37 @@ test('level debug switches on debug lines for every component', () => {
   assert.equal(onlyLine().level, 'debug');
 });
 
-test('the default sink writes the lines of one turn to process.stdout in one write, at its end',
+test('the default sink writes to process.stdout, the lines of a turn in one write', () => {
+  setLogSink(null);
+  const written: string[] = [];
+  const original = process.stdout.write;
+  // Replaced only while nothing else can run: the test runner reports through stdout too.
+  process.stdout.write = ((chunk: string) => { written.push(chunk); return true; }) as any;
+  try {
+    log('info', 'test', 'to stdout');
+    log('info', 'test', 'and again');
+    assert.equal(written.length, 0, 'gathered until the end of the turn');
+    flushLog();
+  } finally {
+    process.stdout.write = original;
+  }
+  assert.equal(written.length, 1);
+  assert.match(written[0]!, /^\{.*"msg":"to stdout"\}\n\{.*"msg":"and again"\}\n$/);
+});
+
+test('a turn-buffered sink hands the lines of each turn over in one piece when the turn ends',
   async () => {
-    setLogSink(null);
-    const written: string[] = [];
-    const original = process.stdout.write;
-    process.stdout.write = ((chunk: string) => { written.push(chunk); return true; }) as any;
-    try {
-      log('info', 'test', 'to stdout');
-      log('info', 'test', 'and again');
-      assert.equal(written.length, 0, 'nothing yet: the turn has not ended');
-      await new Promise((resolve) => setImmediate(resolve));
-      log('info', 'test', 'next turn');
-      await new Promise((resolve) => setImmediate(resolve));
-    } finally {
-      process.stdout.write = original;
-    }
-    // The test runner writes to stdout too while the test waits: keep this test's lines.
-    const ours = written.filter((chunk) => chunk.includes('"component":"test"'));
-    assert.equal(ours.length, 2);
-    assert.match(ours[0]!, /^\{.*"msg":"to stdout"\}\n\{.*"msg":"and again"\}\n$/);
-    assert.match(ours[1]!, /^\{.*"msg":"next turn"\}\n$/);
+    const pieces: string[] = [];
+    const { sink, flush } = turnBufferedSink((text) => pieces.push(text));
+    sink('one');
+    sink('two');
+    assert.deepEqual(pieces, []);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(pieces, ['one\ntwo\n']);
+    sink('three');
+    flush();
+    flush();
+    assert.deepEqual(pieces, ['one\ntwo\n', 'three\n']);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(pieces.length, 2, 'nothing left for the queued flush');
   });

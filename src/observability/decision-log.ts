@@ -68,28 +68,42 @@ export type LogLevel = 'debug' | 'info' | 'notice' | 'warn' | 'error';
 
 const LEVEL_RANK: Record<LogLevel, number> = { debug: 0, info: 1, notice: 2, warn: 3, error: 4 };
 
-/*
- * Lines written in one turn of the event loop go out in one write at its end (at fifty
- * connections a turn often ends several transactions), and at exit.
+/**
+ * A sink that gathers the lines of one turn of the event loop and hands them to `write` in one
+ * piece at its end (at fifty connections a turn often ends several transactions); `flush`
+ * writes what is gathered now.
  */
-let unwritten: string[] = [];
-let flushQueued = false;
-
-function flushStdout(): void {
-  flushQueued = false;
-  if (unwritten.length === 0) return;
-  const text = `${unwritten.join('\n')}\n`;
-  unwritten = [];
-  process.stdout.write(text);
+export function turnBufferedSink(write: (text: string) => void): {
+  sink: LogSink; flush: () => void;
+} {
+  let unwritten: string[] = [];
+  let queued = false;
+  const flush = (): void => {
+    queued = false;
+    if (unwritten.length === 0) return;
+    const text = `${unwritten.join('\n')}\n`;
+    unwritten = [];
+    write(text);
+  };
+  const sink: LogSink = (line) => {
+    unwritten.push(line);
+    if (queued) return;
+    queued = true;
+    setImmediate(flush);
+  };
+  return { sink, flush };
 }
 
-const writeToStdout: LogSink = (line) => {
-  unwritten.push(line);
-  if (flushQueued) return;
-  flushQueued = true;
-  setImmediate(flushStdout);
-};
-process.on('exit', flushStdout);
+const stdoutLines = turnBufferedSink((text) => {
+  process.stdout.write(text);
+});
+const writeToStdout: LogSink = stdoutLines.sink;
+process.on('exit', stdoutLines.flush);
+
+/** Writes the default sink's gathered lines now (they go at the end of the turn anyway). */
+export function flushLog(): void {
+  stdoutLines.flush();
+}
 
 let sink: LogSink = writeToStdout;
 let minimumLevel: LogLevel = 'info';
