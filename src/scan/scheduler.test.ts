@@ -17,7 +17,7 @@ import { describe, it } from 'node:test';
 import { loadConfig } from '../config/load';
 import type { ScanConfig } from '../config/sections/scan';
 import type { ClamdClient, ClamdScan, ClamdVerdict } from './clamd';
-import type { Deadline } from './errors';
+import { ScannerError, type Deadline } from './errors';
 import { scanMessage } from './scheduler';
 import { Slots } from './slots';
 import type { SpamdClient, SpamdVerdict } from './spamd';
@@ -49,7 +49,8 @@ class FakeSpamd {
     this.requests = new Slots(maxParallel);
   }
 
-  async check(body: Buffer, _deadline: Deadline): Promise<SpamdVerdict> {
+  async check(body: Buffer, deadline: Deadline): Promise<SpamdVerdict> {
+    if (deadline.expired) throw new ScannerError('spamd', 'timeout', 'fake', 'deadline passed');
     this.sent.push(body);
     this.inFlight += 1;
     this.mostInFlight = Math.max(this.mostInFlight, this.inFlight);
@@ -218,4 +219,20 @@ describe('scanMessage and clamd.max_parallel', () => {
     assert.equal((await first).clamd.status, 'clean');
     assert.equal(clamd.requests.tryTake(), true, 'the slot came back');
   });
+
+  it('starts spamd.timeout with the clamd turn: a message that waited longer still gets scored',
+    async () => {
+      const config = scanConfig('[clamd]\nmax_parallel = 1\n[spamd]\ntimeout = 300ms\n');
+      const clamd = new FakeClamd(1);
+      clamd.prompt = false;
+      const spamd = new FakeSpamd(8);
+      const first = scanMessage(job(message('first', 1000), spamd, config, { count: 0 }, clamd));
+      const second = scanMessage(job(message('second', 1000), spamd, config, { count: 0 }, clamd));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      clamd.prompt = true;
+      clamd.answerAll();
+      const reports = await Promise.all([first, second]);
+      assert.deepEqual(reports.map((report) => report.clamd.status), ['clean', 'clean']);
+      assert.deepEqual(reports.map((report) => report.spamd.status), ['scored', 'scored']);
+    });
 });

@@ -9,9 +9,10 @@
  * are scanned by clamd at once (the others wait up to clamd.queue_timeout, in arrival order,
  * before their read starts), spamd.max_parallel are with spamd. A burst of large messages is
  * then scanned a few at a time, each within its own deadline, instead of all at once and all
- * too late. clamd.timeout runs from the message's clamd turn, spamd.timeout from the start
- * of the scan. The report says what each scanner found or why it could not say; turning that
- * into an action is src/scan/policy.ts's job.
+ * too late. clamd.timeout and spamd.timeout run from the message's clamd turn, when its read
+ * starts; the wait for a spamd turn counts within spamd.timeout. The report says what each
+ * scanner found or why it could not say; turning that into an action is src/scan/policy.ts's
+ * job.
  */
 
 import type { Readable } from 'node:stream';
@@ -87,7 +88,6 @@ function scanWorthy(part: MimePart): boolean {
 export async function scanMessage(job: ScanJob): Promise<ScanReport> {
   const started = Date.now();
   const config = job.config;
-  const spamdDeadline = new Deadline(config.spamd.timeoutMs, started);
 
   // clamd: this message's turn, then the whole message and each decoded part on its own
   // connection. No turn within clamd.queue_timeout: clamd could not say (as if it were down).
@@ -100,7 +100,9 @@ export async function scanMessage(job: ScanJob): Promise<ScanReport> {
     turnFailure = error as ScannerError;
   }
   const clamd = clamdTurn?.held ? job.clamd : null;
+  // Both deadlines start here, with the read: the wait for the clamd turn has its own bound.
   const clamdDeadline = new Deadline(config.clamd.timeoutMs);
+  const spamdDeadline = new Deadline(config.spamd.timeoutMs);
   const whole = clamd?.scan(clamdDeadline) ?? null;
   const partScans: Array<Promise<{ verdict: ClamdVerdict; part: MimePart }>> = [];
   const slots = new Slots(config.clamd.maxParallelParts);

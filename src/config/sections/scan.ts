@@ -90,7 +90,7 @@ export const SCAN_SETTINGS: readonly SettingSpec[] = [
     why: 'attachment scans in flight at once per message, besides the whole message',
     parse: (raw) => parseInteger(raw, 1, 64) },
   { section: 'spamd', key: 'timeout', default: '60s',
-    why: 'absolute deadline for the spamd verdict of one message',
+    why: 'absolute deadline for the spamd verdict of one message, from its clamd turn',
     parse: (raw) => parseDuration(raw, 100, 600_000) },
   { section: 'spamd', key: 'connect_timeout', default: '2s',
     why: 'a spamd that does not connect within this is skipped for the next address',
