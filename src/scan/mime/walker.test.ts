@@ -119,6 +119,29 @@ describe('MimeWalker', () => {
     assert.deepEqual(seen, ['start 1', '1:hi', 'end 1', 'start 2', `2:${MARKER}`, 'end 2']);
   });
 
+  it('hands a sink every decoded octet in order, one chunk at a time, whatever the chunking',
+    async () => {
+      const payload = Buffer.alloc(300_000);
+      for (let index = 0; index < payload.length; index += 1) payload[index] = (index * 7) % 251;
+      // No CRLF after the closing boundary: the message ends in the middle of a line.
+      const raw = Buffer.from(['Content-Type: multipart/mixed; boundary="b"', '', '--b',
+        'Content-Type: application/octet-stream', 'Content-Transfer-Encoding: base64', '',
+        payload.toString('base64').replace(/.{76}/g, '$&\r\n'), '--b--'].join('\r\n'));
+      for (const size of [1000, 65_536, 7]) {
+        const received: Buffer[] = [];
+        const walker = new MimeWalker({}, {
+          partData: (_part, chunk) => { received.push(Buffer.from(chunk)); },
+        });
+        for (let at = 0; at < raw.length; at += size) await walker.write(raw.subarray(at, at + size));
+        const parsed = await walker.end();
+        assert.deepEqual(parsed.problems, [], `chunks of ${size}`);
+        assert.ok(Buffer.concat(received).equals(payload), `chunks of ${size}: octets in order`);
+        // Decoded octets leave with the chunk that brought them, not gathered over many.
+        const largest = Math.max(...received.map((chunk) => chunk.length));
+        assert.ok(largest <= Math.max(size, 80), `chunks of ${size}: ${largest} at once`);
+      }
+    });
+
   it('reports nesting deeper than the limit', async () => {
     const text = crlf(['Content-Type: multipart/mixed; boundary="top"', '', '--top',
       'Content-Type: multipart/mixed; boundary="a1"', '', '--a1',

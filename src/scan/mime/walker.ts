@@ -101,7 +101,7 @@ export class MimeWalker {
         this.pendingLine.push(chunk.subarray(start));
         this.pendingLength += chunk.length - start;
         if (this.pendingLength > MAX_LINE_BYTES) await this.flushPendingLine();
-        return;
+        break;
       }
       let line = chunk.subarray(start, newline + 1);
       if (this.pendingLength > 0) {
@@ -155,6 +155,8 @@ export class MimeWalker {
   }
 
   private async flushPendingLine(): Promise<void> {
+    // What quickLine() decoded before this line goes out first.
+    await this.flushDecoded();
     const line = Buffer.concat(this.pendingLine);
     this.pendingLine.length = 0;
     this.pendingLength = 0;
