@@ -32,7 +32,12 @@ export class DnsError extends Error {
   ) {
     const syscall = `query${rrtype.charAt(0)}${rrtype.slice(1).toLowerCase()}`;
     const where = options?.server ? ` (server ${options.server})` : '';
+    // "No such record" is an answer, not a fault, and a cached one is thrown for nearly every
+    // message (an unlisted client's DNSBL names, a sender without DMARC): no stack for it.
+    const stackLimit = Error.stackTraceLimit;
+    if (NO_RECORD_CODES.has(code)) Error.stackTraceLimit = 0;
     super(`${syscall} ${code} ${hostname}${where}`, { cause: options?.cause });
+    Error.stackTraceLimit = stackLimit;
     this.name = 'DnsError';
     this.syscall = syscall;
   }

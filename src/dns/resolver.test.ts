@@ -11,6 +11,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import { freePort } from '../../test/harness/ports';
 import { ptrName, startDns, type DnsServer } from '../../test/harness/dns';
 import { Resolver, systemServers, type ResolverOptions } from './resolver';
+import { DnsError, isNoRecord } from './errors';
 import { negativeTtl } from './records';
 
 describe('resolver', () => {
@@ -186,5 +187,20 @@ describe('resolver', () => {
 
   it('reads nameservers from resolv.conf, defaulting to loopback', () => {
     assert.deepEqual(systemServers('/nonexistent/resolv.conf'), [{ host: '127.0.0.1', port: 53 }]);
+  });
+});
+
+describe('DnsError', () => {
+  it('carries no stack for a "no such record" answer, and a stack for a failure', () => {
+    const limit = Error.stackTraceLimit;
+    const missing = new DnsError('ENOTFOUND', 'nowhere.example', 'A');
+    const empty = new DnsError('ENODATA', 'example.com', 'TXT');
+    const failed = new DnsError('ETIMEOUT', 'slow.example', 'A');
+    assert.equal(missing.stack, 'DnsError: queryA ENOTFOUND nowhere.example');
+    assert.doesNotMatch(empty.stack ?? '', /\n\s+at /);
+    assert.match(failed.stack ?? '', /\n\s+at /);
+    assert.equal(Error.stackTraceLimit, limit, 'the limit is put back');
+    assert.equal(missing.code, 'ENOTFOUND');
+    assert.ok(isNoRecord(missing) && isNoRecord(empty) && !isNoRecord(failed));
   });
 });
