@@ -132,7 +132,9 @@ describe('MimeWalker', () => {
         const walker = new MimeWalker({}, {
           partData: (_part, chunk) => { received.push(Buffer.from(chunk)); },
         });
-        for (let at = 0; at < raw.length; at += size) await walker.write(raw.subarray(at, at + size));
+        for (let at = 0; at < raw.length; at += size) {
+          await walker.write(raw.subarray(at, at + size));
+        }
         const parsed = await walker.end();
         assert.deepEqual(parsed.problems, [], `chunks of ${size}`);
         assert.ok(Buffer.concat(received).equals(payload), `chunks of ${size}: octets in order`);

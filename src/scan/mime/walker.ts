@@ -170,16 +170,20 @@ export class MimeWalker {
    */
   private quickLine(content: Buffer): boolean {
     if (this.mode === 'headers' || this.stopped) return false;
-    if (this.frames.length > 0 && content[0] === 0x2d && content[1] === 0x2d) return false;
+    if (this.frames.length > 0 && startsWithDashes(content)) return false;
     this.current.encodedBytes += content.length + 2;
-    if (this.mode === 'body') {
-      const decoded = this.decoder?.line(content);
-      if (decoded && decoded.length > 0) {
-        this.decoded.push(decoded);
-        this.decodedLength += decoded.length;
-      }
-    }
+    this.decodeBodyLine(content);
     return true;
+  }
+
+  /** In a body, decodes the line into `decoded`; elsewhere (ignored lines) nothing. */
+  private decodeBodyLine(content: Buffer): void {
+    if (this.mode !== 'body') return;
+    const decoded = this.decoder?.line(content);
+    if (decoded && decoded.length > 0) {
+      this.decoded.push(decoded);
+      this.decodedLength += decoded.length;
+    }
   }
 
   private async flushDecoded(): Promise<void> {
@@ -191,12 +195,13 @@ export class MimeWalker {
     await this.emit(octets);
   }
 
+  /** Any line; write() hands the ones quickLine() cannot read here, after flushDecoded(). */
   private async line(content: Buffer): Promise<void> {
     if (this.stopped) return;
     this.current.encodedBytes += content.length + 2;
 
     // A boundary line of any open multipart ends the part being read.
-    if (this.frames.length > 0 && content[0] === 0x2d && content[1] === 0x2d) {
+    if (this.frames.length > 0 && startsWithDashes(content)) {
       const match = this.matchBoundary(content);
       if (match) {
         await this.onBoundary(match.frame, match.closing);
@@ -204,21 +209,13 @@ export class MimeWalker {
       }
     }
 
-    switch (this.mode) {
-      case 'headers':
-        if (content.length === 0) {
-          await this.endHeaders(false);
-        } else if (this.headerLines.length < MAX_HEADER_LINES) {
-          this.headerLines.push(content.toString('latin1'));
-        }
-        return;
-      case 'body': {
-        const decoded = this.decoder?.line(content);
-        if (decoded && decoded.length > 0) await this.emit(decoded);
-        return;
-      }
-      case 'ignore':
-        return;
+    if (this.mode !== 'headers') {
+      this.decodeBodyLine(content);
+      await this.flushDecoded();
+    } else if (content.length === 0) {
+      await this.endHeaders(false);
+    } else if (this.headerLines.length < MAX_HEADER_LINES) {
+      this.headerLines.push(content.toString('latin1'));
     }
   }
 
@@ -470,6 +467,10 @@ function readableName(raw: string): string {
   const bytes = Buffer.from(decoded, 'latin1');
   const utf8 = decodeCharset(bytes, 'utf-8');
   return utf8.includes('\ufffd') ? decoded : utf8;
+}
+
+function startsWithDashes(content: Buffer): boolean {
+  return content[0] === 0x2d && content[1] === 0x2d;
 }
 
 function stripLineEnd(line: Buffer): Buffer {
