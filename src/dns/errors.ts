@@ -43,6 +43,11 @@ export class DnsError extends Error {
   }
 }
 
+/** True for an error code (a DnsError's, or any lookup's `.code`) that means "no such record". */
+export function isNoRecordCode(code: string): boolean {
+  return (NO_RECORD_CODES as ReadonlySet<string>).has(code);
+}
+
 /** True for the errors that mean "there is no such record", as opposed to "could not tell". */
 export function isNoRecord(error: unknown): boolean {
   return error instanceof DnsError && NO_RECORD_CODES.has(error.code);

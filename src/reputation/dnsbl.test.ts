@@ -26,10 +26,9 @@ function settings(zones: string, overrides: Partial<DnsListSettings> = {}): DnsL
 describe('dnsbl check', () => {
   const testDns = useTestDns();
   let dns: DnsServer;
-  let lookup: AddressLookup;
+  const lookup: AddressLookup = testDns.lookup;
   beforeEach(() => {
     dns = testDns.dns;
-    lookup = (name, rrtype) => testDns.resolver.resolve(name, rrtype);
   });
 
   it('builds query names: reversed octets, reversed IPv6 nibbles, mapped IPv4', () => {

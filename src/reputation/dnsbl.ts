@@ -22,6 +22,7 @@
 import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net';
 
 import type { DnsListSettings } from '../config/sections/reputation';
+import { isNoRecordCode } from '../dns/errors';
 import { inRanges, type ZoneKind } from './zones';
 
 export type ZoneOutcomeWord = 'listed' | 'clean' | 'error' | 'timeout';
@@ -55,7 +56,6 @@ export interface DnsListVerdict {
 
 export type AddressLookup = (name: string, rrtype: 'A') => Promise<string[]>;
 
-const NO_RECORD = new Set(['ENOTFOUND', 'ENODATA']);
 const LOOPBACK_NET: ReadonlyArray<readonly [number, number]> = [[0x7f000000, 0x7fffffff]];
 
 /** `::ffff:192.0.2.1` is the IPv4 client 192.0.2.1 seen through an IPv6 socket. */
@@ -143,7 +143,7 @@ export async function checkDnsLists(
         return { ...base, outcome: 'timeout', detail };
       }
       if ('error' in answer) {
-        if (NO_RECORD.has(answer.error)) return { ...base, outcome: 'clean' };
+        if (isNoRecordCode(answer.error)) return { ...base, outcome: 'clean' };
         const outcome = answer.error === 'ETIMEOUT' ? 'timeout' : 'error';
         return { ...base, outcome, detail: `lookup failed: ${answer.error}` };
       }

@@ -13,10 +13,9 @@ import { lookupReverseName, MAX_NAMES, ptrName, type ReverseLookup } from './rev
 describe('reverse DNS (FCrDNS)', () => {
   const testDns = useTestDns();
   let dns: DnsServer;
-  let lookup: ReverseLookup;
+  const lookup: ReverseLookup = testDns.lookup;
   beforeEach(() => {
     dns = testDns.dns;
-    lookup = (name, rrtype) => testDns.resolver.resolve(name, rrtype);
   });
 
   it('builds the PTR owner names for IPv4 and IPv6', () => {

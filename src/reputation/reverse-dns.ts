@@ -19,6 +19,7 @@
 
 import { isIPv4, isIPv6 } from 'node:net';
 
+import { isNoRecordCode } from '../dns/errors';
 import { reversedAddress } from './dnsbl';
 
 export type ReverseDnsOutcome =
@@ -47,7 +48,6 @@ export type ReverseLookup = (name: string, rrtype: 'PTR' | 'A' | 'AAAA') => Prom
 /** PTR names tried for confirmation; more is a zone misconfigured or playing games. */
 export const MAX_NAMES = 3;
 
-const NO_RECORD = new Set(['ENOTFOUND', 'ENODATA']);
 const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
 const HOST_NAME = new RegExp(`^(?=.{1,253}$)(?:${LABEL}\\.)*${LABEL}$`);
 
@@ -91,7 +91,7 @@ async function resolveAndConfirm(
     ptr = hostNames(await lookup(ptrName(ip), 'PTR'));
   } catch (error) {
     const code = errorCode(error);
-    if (NO_RECORD.has(code)) return { outcome: 'none', name: null, ptr: [] };
+    if (isNoRecordCode(code)) return { outcome: 'none', name: null, ptr: [] };
     return { outcome: code === 'ETIMEOUT' ? 'timeout' : 'error', name: null, ptr: [],
       detail: `PTR: ${code}` };
   }

@@ -291,8 +291,17 @@ export function resolverFor(dns: DnsServer): Resolver {
  * for the whole suite, and before each test its records, faults and query log are cleared and
  * a fresh resolverFor() it is made (so no answer is cached from an earlier test).
  */
-export function useTestDns(): { readonly dns: DnsServer; readonly resolver: Resolver } {
-  const current = {} as { dns: DnsServer; resolver: Resolver };
+/** A lookup of the address and PTR records, the shape Moat's reputation checks take. */
+export type TestLookup = (name: string, rrtype: 'A' | 'AAAA' | 'PTR') => Promise<string[]>;
+
+export function useTestDns(): {
+  readonly dns: DnsServer; readonly resolver: Resolver;
+  /** The current test's resolver as a plain lookup. */
+  readonly lookup: TestLookup;
+} {
+  const current = {
+    lookup: (name, rrtype) => current.resolver.resolve(name, rrtype),
+  } as { dns: DnsServer; resolver: Resolver; lookup: TestLookup };
   before(async () => {
     current.dns = await startDns();
   });
