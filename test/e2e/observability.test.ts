@@ -133,15 +133,27 @@ async function trafficRound(round: number): Promise<void> {
   });
 }
 
-async function totalMessages(): Promise<number> {
-  const samples = await prometheus.query('sum(moat_messages_total{job="moat"})');
-  return samples[0]?.value ?? 0;
+/** Decided messages by the gateway's own count, read from its /metrics now. */
+async function decidedMessages(): Promise<number> {
+  const text = await gateway.metrics();
+  let total = 0;
+  for (const match of text.matchAll(/^moat_messages_total\{[^}]*\} (\d+)$/gm)) {
+    total += Number(match[1]);
+  }
+  return total;
 }
 
-/** Waits until Prometheus has scraped at least `count` decided messages. */
-async function scrapedMessages(count: number): Promise<void> {
+/**
+ * Waits until Prometheus has scraped every message the gateway has decided so far. The
+ * gateway's count is the yardstick, not an earlier Prometheus answer: on a loaded machine
+ * that answer can come from a scrape taken in the middle of a round, and a round's series
+ * would then have only one sample when the dashboards' rate() asks for two.
+ */
+async function scrapedEverything(): Promise<void> {
+  const decided = await decidedMessages();
+  assert.ok(decided > 0, 'the gateway counted no message');
   await prometheus.waitFor('sum(moat_messages_total{job="moat"})',
-    (samples) => (samples[0]?.value ?? 0) >= count, 30_000);
+    (samples) => (samples[0]?.value ?? 0) >= decided, 30_000);
 }
 
 before(async () => {
@@ -184,10 +196,9 @@ before(async () => {
 
   // Two rounds, with scrapes between them, so every rate and histogram has an increase.
   await trafficRound(1);
-  await scrapedMessages(1);
-  const afterFirst = await totalMessages();
+  await scrapedEverything();
   await trafficRound(2);
-  await scrapedMessages(afterFirst + 1);
+  await scrapedEverything();
   await prometheus.waitFor('sum(moat_ratelimit_hits_total{job="moat"})',
     (samples) => (samples[0]?.value ?? 0) >= 2);
 });
