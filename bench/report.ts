@@ -14,8 +14,12 @@ import { mebibytes, median, round as roundTo } from './stats';
 import type { BenchOptions } from './run';
 
 export interface RunRecord {
-  /** relay-workers: the relay with smtp.workers = --relay-workers (smtp-source only). */
-  mode: 'floor' | 'relay' | 'relay-workers' | 'full';
+  /**
+   * relay-workers: the relay with smtp.workers = --relay-workers (smtp-source only).
+   * full-stand-in: the full pipeline with bench/spamd-stand-in.ts for spamd (smtp-source only;
+   * a diagnostic, judged by no target).
+   */
+  mode: 'floor' | 'relay' | 'relay-workers' | 'full' | 'full-stand-in';
   tool: 'smtp-source' | 'client';
   level: number;
   repeat: number;
@@ -34,7 +38,9 @@ export interface RunRecord {
   scans?: ScanTotals;
 }
 
-const MODE_ORDER: Array<RunRecord['mode']> = ['floor', 'relay', 'relay-workers', 'full'];
+const MODE_ORDER: Array<RunRecord['mode']> = [
+  'floor', 'relay', 'relay-workers', 'full', 'full-stand-in',
+];
 
 export interface Row {
   level: number;
@@ -64,6 +70,8 @@ interface SummaryInput {
   loadAverage: { start: number[]; end: number[] };
   options: BenchOptions;
   corpusMix: Record<string, number>;
+  /** Messages the spamd stand-in answered; null when its runs were skipped. */
+  standInAnswered: number | null;
 }
 
 export type Summary = ReturnType<typeof summarise>;
@@ -114,6 +122,7 @@ export function summarise(input: SummaryInput) {
     corpusMix: input.corpusMix,
     rows,
     targets: targets(rows, input),
+    withoutSpamdContention: standInDiagnostic(rows, input.standInAnswered),
     scanStep: scanStep(input.runs),
     checksPerMessage: checksOf(input.runs),
     memory: {
@@ -177,6 +186,28 @@ function targets(rows: Row[], input: SummaryInput) {
       accepted: input.memory.runs.map((run) => `${run.mode} ${run.accepted}/${run.concurrency}`),
     } : null,
   };
+}
+
+/**
+ * The full pipeline's Moat CPU per message with the spamd stand-in, next to the relay's and
+ * to the full pipeline's with the real spamd, at each level: how much of the full pipeline's
+ * figure is Moat's code and how much is sharing two cores with a saturated spamd.
+ */
+function standInDiagnostic(rows: Row[], answered: number | null) {
+  if (answered === null) return null;
+  const source = rows.filter((row) => row.tool === 'smtp-source');
+  const byLevel = source.filter((row) => row.mode === 'full-stand-in').map((row) => {
+    const cpuOf = (mode: Row['mode']): number | null =>
+      source.find((other) => other.mode === mode && other.level === row.level)
+        ?.cpuMsPerMessage.moat ?? null;
+    const relay = cpuOf('relay');
+    return {
+      level: row.level, perSecond: row.perSecond, standIn: row.cpuMsPerMessage.moat,
+      realSpamd: cpuOf('full'), relay,
+      ratioToRelay: relay ? round(row.cpuMsPerMessage.moat / relay) : null,
+    };
+  });
+  return { standInAnswered: answered, byLevel };
 }
 
 /** Per message of the full runs with the client: the scan step against its two scanners. */
@@ -258,6 +289,13 @@ export function printReport(summary: Summary): void {
   }
   out.push(`target full Moat CPU/msg <= 2 x relay: `
     + `${verdict(t.fullCpuAtMostTwiceRelay.met)}, worst ${t.fullCpuAtMostTwiceRelay.worst}`);
+  if (summary.withoutSpamdContention) {
+    const levels = summary.withoutSpamdContention.byLevel.map((entry) => `c=${entry.level} `
+      + `${entry.standIn} ms (${entry.ratioToRelay} x relay; real spamd ${entry.realSpamd} ms)`);
+    out.push(`  diagnostic, not a target: full Moat CPU/msg with spamd replaced by a stand-in `
+      + `that answers at once: ${levels.join(', ')}; `
+      + `${summary.withoutSpamdContention.standInAnswered} requests answered`);
+  }
   if (summary.scanStep) {
     const scan = summary.scanStep;
     out.push(`target scan step close to the slower scanner (step/slower <= 1.2): `

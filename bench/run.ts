@@ -29,6 +29,7 @@ import { runMicro, type MicroRow } from './micro';
 import { largestResident } from './proc';
 import { printReport, summarise, type RunRecord } from './report';
 import { startServices, type Services } from './services';
+import { startSpamdStandIn, type SpamdStandIn } from './spamd-stand-in';
 import { runSmtpSource, smtpSourcePath, type SourceReport } from './smtp-source';
 
 export interface BenchOptions {
@@ -49,6 +50,7 @@ const COUNTS: Record<RunRecord['mode'], { source: number; client: number }> = {
   relay: { source: 2000, client: 800 },
   'relay-workers': { source: 2000, client: 0 },
   full: { source: 200, client: 150 },
+  'full-stand-in': { source: 2000, client: 0 },
 };
 
 /** Moat's latency histograms read around each run (docs/metrics.md). */
@@ -94,12 +96,20 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   let relay: BenchGateway | undefined;
   let full: BenchGateway | undefined;
   let relayWorkers: BenchGateway | undefined;
+  let standIn: SpamdStandIn | undefined;
+  let fullStandIn: BenchGateway | undefined;
   try {
     say('starting the relay-only and full-pipeline gateways');
     relay = await startBenchGateway('relay', services, { workers: options.workers });
     full = await startBenchGateway('full', services, { workers: options.workers });
     if (options.relayWorkers > 0) {
       relayWorkers = await startBenchGateway('relay', services, { workers: options.relayWorkers });
+    }
+    if (!options.skip.has('stand-in')) {
+      standIn = await startSpamdStandIn();
+      fullStandIn = await startBenchGateway('full', services, {
+        workers: options.workers, settings: { 'spamd.address': standIn.address },
+      });
     }
     const idle = {
       relay: largestResident(relay.pid), full: largestResident(full.pid),
@@ -125,6 +135,11 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
             runs.push(await sourceRun('relay-workers', relayWorkers, services, corpus, level,
               repeat, options.scale));
           }
+          if (mode === 'full' && fullStandIn) {
+            await warmUpSource(fullStandIn, corpus, level);
+            runs.push(await sourceRun('full-stand-in', fullStandIn, services, corpus, level,
+              repeat, options.scale));
+          }
         }
       }
     }
@@ -136,6 +151,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
 
     const summary = summarise({
       runs, idle, justAfterWarmUp, idleAfterWarmUp, memory, micro, full,
+      standInAnswered: standIn?.answered() ?? null,
       loadAverage: { start: startLoad, end: loadavg() }, options,
       corpusMix: corpus.mix,
     });
@@ -147,6 +163,8 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     await relay?.stop();
     await full?.stop();
     await relayWorkers?.stop();
+    await fullStandIn?.stop();
+    await standIn?.stop();
     await services.stop();
   }
 }
