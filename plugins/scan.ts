@@ -140,8 +140,11 @@ function account(report: ScanReport, judgement: ScanJudgement, messageId: string
   }
   for (const entry of judgement.unscanned) countUnscanned(entry.scanner, entry.why);
 
+  // The decision line carries each scanner's evidence; this line adds the timings and, when a
+  // scanner failed and the message passed unscanned, the warning. A clean scan is debug only
+  // (component `scan`), so an ordinary message writes one line, its decision.
   const failedOpen = judgement.unscanned.filter((entry) => entry.why === 'failure');
-  log(failedOpen.length > 0 ? 'warn' : 'info', 'scan',
+  log(failedOpen.length > 0 ? 'warn' : 'debug', 'scan',
     failedOpen.length > 0 ? 'scanner failed; message passed on UNSCANNED (on_failure = deliver)'
       : 'message scanned', {
       message_id: messageId,

@@ -67,7 +67,7 @@ test('sanitizeValue cleans strings and keys at every depth and bounds size', () 
     score: 5.5,
     listed: true,
     nothing: undefined,
-    nested: { zones: ['zen.example\x00', 7], deeper: { a: { b: { c: 'lost' } } } },
+    nested: { zones: ['zen.example\x00', 7], deeper: { a: { b: { c: { d: { e: 'lost' } } } } } },
     many: Array.from({ length: 60 }, (_, index) => index),
     notFinite: Number.NaN,
   }) as Record<string, any>;
@@ -77,7 +77,7 @@ test('sanitizeValue cleans strings and keys at every depth and bounds size', () 
   assert.equal(cleaned.listed, true);
   assert.equal('nothing' in cleaned, false);
   assert.deepEqual(cleaned.nested.zones, ['zen.example\\x00', 7]);
-  assert.equal(cleaned.nested.deeper.a.b, '[too deep]');
+  assert.equal(cleaned.nested.deeper.a.b.c.d, '[too deep]');
   assert.equal(cleaned.many.length, 51);
   assert.equal(cleaned.many[50], '...[+10]');
   assert.equal(cleaned.notFinite, 'NaN');

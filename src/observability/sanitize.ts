@@ -16,7 +16,10 @@ export const MAX_FIELD_CHARS = 256;
 
 const MAX_ARRAY_ITEMS = 50;
 const MAX_OBJECT_KEYS = 50;
-const MAX_DEPTH = 4;
+/* A decision line's evidence sits four levels down (evidence > checks > [i] > evidence), and
+ * what a check reports there may be a list or an object of its own (spamd's rules, a DNS list's
+ * zones, DMARC's alignment): six levels keep all of it. */
+const MAX_DEPTH = 6;
 const MAX_KEY_CHARS = 64;
 /** Printable ASCII other than the backslash: characters escapeChar() leaves as they are. */
 const PLAIN = /^[\x20-\x5b\x5d-\x7e]*$/;

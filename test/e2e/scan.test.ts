@@ -71,6 +71,18 @@ async function send(target: Gateway, message: string, wait = 300): Promise<Outco
   return { code: final.reply.code, text: final.reply.lines.join(' '), delivered };
 }
 
+interface CheckEntry { check: string; result: string; evidence?: Record<string, unknown> }
+
+function checksOf(line: Record<string, unknown>): CheckEntry[] {
+  return (line['evidence'] as { checks?: CheckEntry[] } | undefined)?.checks ?? [];
+}
+
+/** The first decision line written after the first `since` lines that satisfies `predicate`. */
+function decisionSince(since: number, predicate: (line: Record<string, unknown>) => boolean) {
+  return gateway.waitForDecision((line) => gateway.decisions().indexOf(line) >= since
+    && predicate(line));
+}
+
 function header(message: DownstreamMessage | undefined, name: string): string[] {
   const head = message?.data.toString('latin1').split('\r\n\r\n')[0] ?? '';
   return head.replace(/\r\n[ \t]+/g, ' ').split('\r\n')
@@ -80,14 +92,22 @@ function header(message: DownstreamMessage | undefined, name: string): string[] 
 
 describe('malware', () => {
   test('clean mail passes both scanners and is delivered unmarked', async () => {
+    const since = gateway.decisions().length;
     const outcome = await send(gateway, plainMessage({ body: 'Minutes of the meeting.\r\n' }));
     assert.equal(outcome.code, 250, outcome.text);
     assert.ok(outcome.delivered);
     assert.deepEqual(header(outcome.delivered, 'X-Spam-Flag'), []);
     assert.deepEqual(header(outcome.delivered, 'X-Moat-Unscanned'), []);
-    const scanned = gateway.lines().filter((line) => line['msg'] === 'message scanned').pop();
-    assert.equal((scanned?.['clamd'] as { status: string }).status, 'clean');
-    assert.equal((scanned?.['spamd'] as { status: string }).status, 'scored');
+    // The decision line alone tells both scanners' results, spamd's rules included.
+    const line = await decisionSince(since, (entry) => entry['action'] === 'deliver');
+    const scanners = Object.fromEntries(checksOf(line).map((entry) => [entry.check, entry]));
+    assert.equal(scanners['clamd']?.result, 'pass');
+    assert.equal(scanners['clamd']?.evidence?.['scans'], 1);
+    assert.equal(scanners['spamd']?.result, 'pass');
+    const rules = scanners['spamd']?.evidence?.['rules'];
+    assert.ok(Array.isArray(rules) && rules.length > 0, JSON.stringify(scanners['spamd']));
+    // An ordinary message writes its decision and no scanner line of its own.
+    assert.equal(gateway.lines().filter((entry) => entry['msg'] === 'message scanned').length, 0);
   });
 
   const infected: Array<[string, () => string]> = [
@@ -117,20 +137,18 @@ describe('malware', () => {
   }
 
   test('a payload in a base64 attachment is also found in the decoded part', async () => {
+    const since = gateway.decisions().length;
     const message = messageWithAttachment('eicar.com', Buffer.from(EICAR_STRING));
     await send(gateway, message);
-    const scanned = gateway.lines().filter((line) => line['msg'] === 'message scanned');
-    const last = scanned.filter((line) => JSON.stringify(line).includes(CLAMAV_EICAR_NAME)).pop();
-    assert.ok(last, 'no scan line naming the signature');
-    const clamdPart = last['clamd'] as { scans: number };
-    assert.ok(clamdPart.scans >= 2, 'the decoded attachment was not scanned on its own');
+    const line = await decisionSince(since, (entry) => entry['reason'] === 'malware-found');
+    const clamdCheck = checksOf(line).find((entry) => entry.check === 'clamd');
+    assert.ok(JSON.stringify(clamdCheck).includes(CLAMAV_EICAR_NAME), JSON.stringify(clamdCheck));
+    assert.ok(Number(clamdCheck?.evidence?.['scans']) >= 2,
+      'the decoded attachment was not scanned on its own');
   });
 
   test('a message an earlier check refused is not scanned at all', async () => {
     // A bare CR: refused by the content checks, which run before the scanners.
-    const scans = (): number => gateway.lines()
-      .filter((line) => line['msg'] === 'message scanned').length;
-    const before = scans();
     const message = plainMessage({ body: `${EICAR_STRING}\r\nbare\rCR\r\n` });
     const outcome = await send(gateway, message);
     assert.equal(outcome.code, 554, outcome.text);
@@ -140,7 +158,9 @@ describe('malware', () => {
     const line = await gateway.waitForDecision((entry) => entry['reason'] === 'bare-cr'
       && JSON.stringify(entry).includes('already refused'));
     assert.doesNotMatch(JSON.stringify(line), /Eicar/i, 'clamd was asked after all');
-    assert.equal(scans(), before, 'a scan ran for a refused message');
+    const scanners = checksOf(line).filter((entry) => entry.check === 'clamd'
+      || entry.check === 'spamd');
+    assert.deepEqual(scanners, [], 'a scan ran for a refused message');
   });
 });
 
