@@ -158,3 +158,38 @@ describe('a misbehaving downstream', () => {
     assert.equal(client.extensions.size, 0);
   });
 });
+
+describe('the message body on the wire', () => {
+  let plain: RecordingServer;
+  let secure: RecordingServer;
+  before(async () => {
+    plain = await RecordingServer.start();
+    secure = await RecordingServer.start({ tls: makeSelfSignedCertificate() });
+  });
+  after(async () => {
+    await plain.stop();
+    await secure.stop();
+  });
+
+  // The client holds each chunk until the next arrives and sends the last with the final dot.
+  const lines = Array.from({ length: 400 }, (_, index) => (index % 7 === 0
+    ? `.dot line ${index}` : `line ${index} ${'x'.repeat(index % 50)}`));
+  const raw = `Subject: chunks\r\n\r\n${lines.join('\r\n')}\r\n..\r\n.\r\n`;
+  for (const chunkSize of [1, 7, 1000, raw.length]) {
+    for (const tls of ['off', 'opportunistic'] as const) {
+      it(`arrives byte for byte in chunks of ${chunkSize} (${tls === 'off' ? 'plain' : 'TLS'})`,
+        async () => {
+          const server = tls === 'off' ? plain : secure;
+          const forwarder = new Forwarder(testDownstreamConfig(server.address, { tls }));
+          try {
+            const result = await forwarder.deliver(ENVELOPE, messageSource(raw, chunkSize),
+              raw.length);
+            assert.deepEqual([result.outcome, result.tls], ['delivered', tls !== 'off']);
+          } finally {
+            await forwarder.close();
+          }
+          assert.equal(server.messages.at(-1)?.bytes.toString('latin1'), raw);
+        });
+    }
+  }
+});

@@ -164,11 +164,15 @@ export class SmtpClient {
 
     const stuffer = new DotStuffer();
     try {
+      // Each chunk is written once the next one has arrived, so that the last one and the
+      // final dot leave together: a typical message is one chunk, and one write instead of two.
+      let held: Buffer | null = null;
       for await (const chunk of message) {
         const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk), 'latin1');
-        await this.writeWithBackpressure(stuffer.push(bytes));
+        if (held) await this.writeWithBackpressure(held);
+        held = stuffer.push(bytes);
       }
-      await this.writeWithBackpressure(stuffer.finish());
+      await this.writeLast(held, stuffer.finish());
     } catch (error) {
       message.destroy();
       if (error instanceof DownstreamError) throw error;
@@ -293,10 +297,24 @@ export class SmtpClient {
     this.socket.write(bytes);
   }
 
+  /** `last` and `tail` in one writev (corked), then the same wait for drain as any write. */
+  private async writeLast(last: Buffer | null, tail: Buffer): Promise<void> {
+    if (!last) return this.writeWithBackpressure(tail);
+    if (this.failure) throw this.failure;
+    const socket = this.socket;
+    socket.cork();
+    socket.write(last);
+    const room = socket.write(tail);
+    socket.uncork();
+    if (!room) await this.drained(socket);
+  }
+
   private async writeWithBackpressure(bytes: Buffer): Promise<void> {
     if (this.failure) throw this.failure;
-    if (this.socket.write(bytes)) return;
-    const socket = this.socket;
+    if (!this.socket.write(bytes)) await this.drained(this.socket);
+  }
+
+  private async drained(socket: net.Socket): Promise<void> {
     await this.waitFor('data', this.config.commandTimeoutMs, (done) => {
       socket.once('drain', done);
       return () => socket.removeListener('drain', done);

@@ -146,8 +146,11 @@ function talk(
     socket.on('connect', () => {
       connected = true;
       clearTimeout(connectTimer);
+      // Head and body leave in one writev, not one write each.
+      socket.cork();
       for (const part of request) socket.write(part);
       socket.end();
+      socket.uncork();
     });
     socket.on('data', (chunk: Buffer) => {
       received += chunk.length;
