@@ -180,13 +180,14 @@ async function warmUp(relay: BenchGateway, full: BenchGateway, corpus: Corpus) {
 }
 
 /**
- * Before each relay smtp-source run, 4000 messages that are not measured. Those runs measure
- * steady throughput, and a gateway that sat idle for a while is not in its steady state: V8's
- * memory reducer, which gives the heap back after a burst, leaves the next few thousand
- * messages costing more CPU each (two workers, c=10, 1000 messages a run: 2.08 ms a message,
- * then after 12 s without traffic 3.01, 2.46, 2.56, 2.37, 2.16, 2.14 ms; with the reducer off,
- * no rise). Here each relay waits 30-60 s for the full pipeline's runs. The full pipeline's
- * runs are long enough by themselves and are not warmed.
+ * Before each relay (and full-stand-in) smtp-source run, 4000 messages that are not
+ * measured. Those runs measure steady throughput, and a gateway that sat idle for a while is
+ * not in its steady state: V8's memory reducer, which gives the heap back after a burst,
+ * leaves the next few thousand messages costing more CPU each (two workers, c=10, 1000
+ * messages a run: 2.08 ms a message, then after 12 s without traffic 3.01, 2.46, 2.56, 2.37,
+ * 2.16, 2.14 ms; with the reducer off, no rise). Here each relay waits 30-60 s for the full
+ * pipeline's runs. The full pipeline's runs are long enough by themselves and are not warmed;
+ * its stand-in runs move as many messages as the relay's and are warmed the same way.
  */
 async function warmUpSource(
   gateway: BenchGateway, corpus: Corpus, sessions: number,
