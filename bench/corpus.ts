@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 
 import { rsaKey, dkimSigned, type TestKey } from '../test/fixtures/auth/signing';
 import type { DnsRecordType } from '../test/harness/dns-records';
-import { EICAR_STRING, GTUBE_STRING } from '../test/harness/samples';
+import { EICAR_STRING, GTUBE_STRING, messageDate } from '../test/harness/samples';
 import type { LoadMessage } from './load';
 
 export const BLOCKLIST_ZONE = 'bl.bench.test';
@@ -181,7 +181,7 @@ function headers(
     `To: ${envelope.to.map((address) => `<${address}>`).join(', ')}`,
     `Subject: ${envelope.subject}`,
     `Message-ID: ${envelope.id}`,
-    'Date: Thu, 03 Dec 2026 12:00:00 +0000',
+    `Date: ${messageDate()}`,
     'MIME-Version: 1.0',
     `Content-Type: ${contentType}`,
     '',

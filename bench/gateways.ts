@@ -109,7 +109,9 @@ export async function startBenchGateway(
     env: {
       MOAT_DOWNSTREAM: services.sink.address,
       MOAT_DNS_SERVERS: services.dns.address,
-      ...(mode === 'full' ? { MOAT_PROXY_HOSTS: PROXY_CLIENT } : {}),
+      // The scan step's timings come from the scanner's debug line (countLine below): one line
+      // a message more than the default configuration writes.
+      ...(mode === 'full' ? { MOAT_PROXY_HOSTS: PROXY_CLIENT, MOAT_DEBUG: 'scan' } : {}),
       ...options.env,
     },
     startTimeoutMs: 60_000,

@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { startDns, type DnsServer } from '../harness/dns';
 import { startDownstream, type Downstream, type DownstreamMessage } from '../harness/downstream';
 import { startGateway, type Gateway } from '../harness/gateway';
+import { messageDate } from '../harness/samples';
 import { proxyV1Header, sendMail, type SendMailStep } from '../harness/smtp-talk';
 import {
   arcSealed, dkimSigned, ed25519Key, REVOKED_KEY_RECORD, rsaKey, type TestKey,
@@ -83,7 +84,7 @@ function message(headers: string[], body = 'Hello Bob.\r\n'): string {
 
 function basicMessage(from: string, id: string, extra: string[] = []): string {
   return message([`From: ${from}`, 'To: bob@example.com', `Subject: ${id}`,
-    `Message-ID: <${id}@sender.example>`, 'Date: Mon, 7 Dec 2026 10:00:00 +0000', ...extra]);
+    `Message-ID: <${id}@sender.example>`, `Date: ${messageDate()}`, ...extra]);
 }
 
 async function send(

@@ -28,6 +28,7 @@ import { startDownstream, type Downstream } from '../harness/downstream';
 import { startGateway, type Gateway } from '../harness/gateway';
 import { freePort, LOOPBACK } from '../harness/ports';
 import { makeTempDir } from '../harness/process';
+import { messageDate } from '../harness/samples';
 import {
   dotStuff, sendMail, SmtpTalk, type SendMailStep, type SmtpTalkReply,
 } from '../harness/smtp-talk';
@@ -42,7 +43,7 @@ function message(subject: string, body = 'Hello from the outside.\r\n'): string 
     'To: Bob <bob@example.com>',
     `Subject: ${subject}`,
     'Message-ID: <e2e-downstream@sender.example.org>',
-    'Date: Tue, 02 Dec 2025 10:00:00 +0000',
+    `Date: ${messageDate()}`,
     '',
     '',
   ].join('\r\n') + body;

@@ -25,7 +25,8 @@ import { startDownstream, type Downstream, type DownstreamMessage } from '../har
 import { startGateway, type Gateway } from '../harness/gateway';
 import { makeTempDir } from '../harness/process';
 import {
-  CLAMAV_EICAR_NAME, EICAR_STRING, GTUBE_STRING, messageWithAttachment, plainMessage,
+  CLAMAV_EICAR_NAME, EICAR_STRING, GTUBE_STRING, messageDate, messageWithAttachment,
+  plainMessage,
 } from '../harness/samples';
 import { markerRule } from '../harness/rules';
 import { proxyV1Header, sendMail } from '../harness/smtp-talk';
@@ -136,7 +137,7 @@ async function send(gateway: Gateway, name: string, data: string,
 
 function message(from: string, subject: string, body = 'Hello Bob.\r\n'): string {
   return `From: ${from}\r\nTo: bob@example.com\r\nSubject: ${subject}\r\n`
-    + `Message-ID: <${subject}@sender.example>\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\n`
+    + `Message-ID: <${subject}@sender.example>\r\nDate: ${messageDate()}\r\n`
     + `\r\n${body}`;
 }
 

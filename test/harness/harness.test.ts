@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import { redisAnswersPing } from './redis';
+import { messageDate, withCurrentDate } from './samples';
 
 type Ending = 'throw' | 'sigterm' | 'exit';
 
@@ -69,5 +70,18 @@ describe('harness safety net', () => {
     const { workDir } = await runChild('exit');
     assert.match(workDir, /moat-redis-/, 'the child made a moat-redis- directory');
     assert.equal(existsSync(workDir), false);
+  });
+});
+
+describe('test message dates', () => {
+  it('are RFC 5322 dates of the time given, and a fixture gets the current one', () => {
+    assert.equal(messageDate(new Date(Date.UTC(2026, 11, 4, 9, 5, 7))),
+      'Fri, 04 Dec 2026 09:05:07 +0000');
+    const fixture = 'From: a@example.org\r\nDate: Thu, 03 Dec 2026 12:00:00 +0000\r\n\r\n'
+      + 'Date: body\r\n';
+    const dated = withCurrentDate(fixture);
+    const header = /^Date: (.*)\r$/m.exec(dated)?.[1] ?? '';
+    assert.ok(Math.abs(Date.parse(header) - Date.now()) < 5000, header);
+    assert.ok(dated.endsWith('\r\n\r\nDate: body\r\n'), 'the body was changed');
   });
 });

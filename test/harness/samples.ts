@@ -45,13 +45,27 @@ const HEADER_DEFAULTS = {
   messageId: '<harness-test@example.org>',
 };
 
+/**
+ * `now` as an RFC 5322 date. Test messages carry the time they are built: spamd scores a Date
+ * a day or more away from its clock (DATE_IN_PAST_24_48, DATE_IN_FUTURE_48_96...), so a fixed
+ * date made a message's score, and the tests that read it, change with the calendar.
+ */
+export function messageDate(now = new Date()): string {
+  return now.toUTCString().replace(/GMT$/, '+0000');
+}
+
+/** `message` (a stored fixture) with its Date header set to now. */
+export function withCurrentDate(message: string): string {
+  return message.replace(/^Date: [^\r\n]*/m, `Date: ${messageDate()}`);
+}
+
 function headerBlock(message: SimpleMessage, extra: string[] = []): string[] {
   return [
     `From: <${message.from ?? HEADER_DEFAULTS.from}>`,
     `To: <${message.to ?? HEADER_DEFAULTS.to}>`,
     `Subject: ${message.subject ?? HEADER_DEFAULTS.subject}`,
     `Message-ID: ${message.messageId ?? HEADER_DEFAULTS.messageId}`,
-    'Date: Thu, 03 Dec 2026 12:00:00 +0000',
+    `Date: ${messageDate()}`,
     'MIME-Version: 1.0',
     ...extra,
   ];
