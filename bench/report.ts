@@ -16,8 +16,8 @@ import type { BenchOptions } from './run';
 export interface RunRecord {
   /**
    * relay-workers: the relay with smtp.workers = --relay-workers (smtp-source only).
-   * full-stand-in: the full pipeline with bench/spamd-stand-in.ts for spamd (smtp-source only;
-   * a diagnostic, judged by no target).
+   * full-stand-in: the full gateway while the spamd front answers at once (bench/spamd-front.ts;
+   * smtp-source only; a diagnostic, judged by no target).
    */
   mode: 'floor' | 'relay' | 'relay-workers' | 'full' | 'full-stand-in';
   tool: 'smtp-source' | 'client';
@@ -70,7 +70,7 @@ interface SummaryInput {
   loadAverage: { start: number[]; end: number[] };
   options: BenchOptions;
   corpusMix: Record<string, number>;
-  /** Messages the spamd stand-in answered; null when its runs were skipped. */
+  /** Messages the spamd front answered itself; null when the stand-in runs were skipped. */
   standInAnswered: number | null;
 }
 
@@ -189,9 +189,9 @@ function targets(rows: Row[], input: SummaryInput) {
 }
 
 /**
- * The full pipeline's Moat CPU per message with the spamd stand-in, next to the relay's and
- * to the full pipeline's with the real spamd, at each level: how much of the full pipeline's
- * figure is Moat's code and how much is sharing two cores with a saturated spamd.
+ * The full pipeline's Moat CPU per message while spamd answers at once, next to the relay's
+ * and to the full pipeline's with the real spamd, at each level: how much of the full
+ * pipeline's figure is Moat's code and how much the pace the real spamd sets.
  */
 function standInDiagnostic(rows: Row[], answered: number | null) {
   if (answered === null) return null;
