@@ -124,6 +124,9 @@ const CORE_SETTINGS: readonly SettingSpec[] = [
   { section: 'smtp', key: 'drain_timeout', default: '30s',
     why: 'SIGTERM lets transactions in flight finish this long, then answers 421',
     parse: (raw) => parseDuration(raw, 0, 10 * MINUTE) },
+  { section: 'smtp', key: 'idle_collect', default: '5s',
+    why: 'this long without connections after traffic, a process collects garbage; 0s never',
+    parse: (raw) => parseDuration(raw, 0, HOUR) },
 
   // ---- Accepted domains and recipients ------------------------------------------------------
   { section: 'domains', key: 'accepted', env: 'MOAT_DOMAINS', default: 'example.com',

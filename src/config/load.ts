@@ -118,6 +118,7 @@ export function loadConfig(options: LoadOptions = {}): MoatConfig {
       runAsUser: get<string>('smtp.run_as_user') || null,
       runAsGroup: get<string>('smtp.run_as_group') || null,
       drainTimeoutMs: get('smtp.drain_timeout'),
+      idleCollectMs: get('smtp.idle_collect'),
     },
     domains: new Map(),
     downstream: {

@@ -65,6 +65,8 @@ export interface SmtpConfig {
   runAsGroup: string | null;
   /** How long SIGTERM waits for transactions in flight before answering 421 and exiting. */
   drainTimeoutMs: number;
+  /** Quiet time after traffic before a process collects garbage (0: never). */
+  idleCollectMs: number;
 }
 
 export interface DownstreamConfig {

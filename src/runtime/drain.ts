@@ -24,6 +24,7 @@ const SWEEP_INTERVAL_MS = 1000;
 export function startDrain(runtime: Runtime, closeResources: () => Promise<void>): void {
   if (runtime.draining) return;
   runtime.draining = true;
+  runtime.idle.stop();
   const started = Date.now();
   log('notice', 'drain', 'draining: no new connections; transactions in flight may finish', {
     open_connections: runtime.connections.open.size,

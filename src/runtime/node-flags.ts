@@ -10,7 +10,8 @@
  * about 330 MB instead of 460 MB for the relay, at no CPU cost per message we could measure
  * (bench/README.md).
  *
- * --expose-gc: for collectStartUpGarbage() below, once, when the gateway starts listening.
+ * --expose-gc: for collectGarbage() below, once when the gateway starts listening and once each
+ * time it goes quiet after traffic (./idle-collection.ts).
  */
 
 export const GATEWAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--expose-gc'];
@@ -24,9 +25,19 @@ export const GATEWAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8',
  * was started without the flag.
  */
 export function collectStartUpGarbage(): void {
+  setTimeout(collectGarbage, 1000).unref();
+}
+
+/**
+ * One major collection of the `last-resort` flavour, which also gives emptied pages back; used
+ * at start-up and when the process goes quiet (./idle-collection.ts). Returns false, having
+ * done nothing, when the process was started without --expose-gc.
+ */
+export function collectGarbage(): boolean {
   const gc = (globalThis as { gc?: (options?: object) => void }).gc;
-  if (typeof gc !== 'function') return;
-  setTimeout(() => gc({ type: 'major', flavor: 'last-resort' }), 1000).unref();
+  if (typeof gc !== 'function') return false;
+  gc({ type: 'major', flavor: 'last-resort' });
+  return true;
 }
 
 /*

@@ -7,6 +7,7 @@
  * - SIGTERM drains: a transaction in flight finishes, idle clients get 421, the process exits;
  *   /readyz answers 503 from the signal on, with one process and with cluster workers.
  * - With no internal server, mail lands in the local Maildir, fsynced, before the 250.
+ * - A process gone quiet after traffic collects its garbage once (smtp.idle_collect).
  */
 
 import assert from 'node:assert/strict';
@@ -84,6 +85,39 @@ test('a failing check answers 451 4.3.0; the same worker then delivers the next 
     assert.equal((await downstream.waitForMessages(1)).length, 1);
     const metrics = await gateway.metrics();
     assert.match(metrics, /^moat_hook_errors_total\{hook="data_post"\} 2$/m);
+  } finally {
+    await gateway.stop();
+    await downstream.stop();
+  }
+});
+
+test('once the last connection has closed and smtp.idle_collect passed, the process '
+  + 'collects garbage once, and not while a connection is open', async () => {
+  const downstream = await startDownstream();
+  const gateway = await startGateway({
+    env: { MOAT_DOWNSTREAM: downstream.address, MOAT_DEBUG: 'runtime' },
+    ini: '[smtp]\nidle_collect = 300ms\n',
+  });
+  const isCollection = (line: Record<string, unknown>): boolean =>
+    line['msg'] === 'idle: garbage collected';
+  try {
+    const held = await SmtpTalk.connect(gateway.host, gateway.port);
+    await held.expect(220);
+    const steps = await sendMail({ host: gateway.host, port: gateway.port,
+      from: 'alice@sender.example', to: ['bob@example.com'], data: 'Subject: idle\r\n\r\nb\r\n' });
+    assert.equal(steps.find((step) => step.step === 'message')?.reply.code, 250);
+    await sleep(1000);
+    assert.equal(gateway.lines().some(isCollection), false, 'a connection is still open');
+
+    assert.equal((await held.command('QUIT')).code, 221);
+    const line = await gateway.waitForLine(isCollection, 5000);
+    assert.equal(line['component'], 'runtime');
+    for (const key of ['rss_mb', 'heap_used_mb', 'external_mb']) {
+      const pair = line[key] as unknown[];
+      assert.ok(Array.isArray(pair) && pair.length === 2 && pair.every(Number.isFinite), key);
+    }
+    await sleep(1000);
+    assert.equal(gateway.lines().filter(isCollection).length, 1, 'once, until traffic again');
   } finally {
     await gateway.stop();
     await downstream.stop();
