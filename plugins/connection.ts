@@ -78,7 +78,6 @@ export const hook_connect = hook('connect', async (connection: HarakaConnection)
     return refuseConnection(connection, 'too-many-connections', 'refused_limit');
   }
   const count = runtime.connections.add(connection, state.clientIp);
-  runtime.idle.connectionOpened();
   state.registered = true;
   connectionOpened();
   if (count > runtime.config.smtp.maxConnectionsPerIp) {
@@ -107,9 +106,7 @@ export const hook_disconnect = hook('disconnect', async (connection: HarakaConne
   const state = connectionState(connection);
   if (state.registered) {
     state.registered = false;
-    const runtime = getRuntime();
-    runtime.connections.remove(connection, state.clientIp);
-    runtime.idle.connectionClosed(runtime.connections.open.size);
+    getRuntime().connections.remove(connection, state.clientIp);
     connectionClosed();
   }
   return CONTINUE;

@@ -44,8 +44,14 @@ export class ConnectionRegistry {
   readonly open = new Set<HarakaConnection>();
   private readonly perIp = new Map<string, number>();
 
+  /** @param idle  told of every connection coming and going (the idle collection) */
+  constructor(
+    private readonly idle: Pick<IdleCollector, 'connectionOpened' | 'connectionClosed'>,
+  ) {}
+
   add(connection: HarakaConnection, ip: string): number {
     this.open.add(connection);
+    this.idle.connectionOpened();
     const count = (this.perIp.get(ip) ?? 0) + 1;
     this.perIp.set(ip, count);
     return count;
@@ -56,6 +62,7 @@ export class ConnectionRegistry {
     const count = (this.perIp.get(ip) ?? 1) - 1;
     if (count <= 0) this.perIp.delete(ip);
     else this.perIp.set(ip, count);
+    this.idle.connectionClosed(this.open.size);
   }
 }
 
@@ -99,10 +106,11 @@ export function getRuntime(): Runtime {
     });
   });
 
+  const idle = new IdleCollector(collectWhenIdle, config.smtp.idleCollectMs);
   runtime = {
     config, delivery, forwarder, recipients,
-    connections: new ConnectionRegistry(),
-    idle: new IdleCollector(collectWhenIdle, config.smtp.idleCollectMs),
+    connections: new ConnectionRegistry(idle),
+    idle,
     draining: false,
     faults: parseFaults(process.env['MOAT_FAULT_INJECT'] ?? ''),
   };
