@@ -15,6 +15,9 @@
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
+# A C compiler for the allocator trim (native/malloc-trim.c, scripts/build-native.sh).
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
@@ -24,6 +27,9 @@ COPY plugins ./plugins
 RUN printf '%s' '{"extends": "./tsconfig.json", "include": ["src/**/*.ts", "plugins/**/*.ts"],' \
     ' "exclude": ["**/*.test.ts"], "compilerOptions": {"incremental": false}}' > tsconfig.image.json \
   && node_modules/.bin/tsc -p tsconfig.image.json
+COPY native ./native
+COPY scripts/build-native.sh ./scripts/
+RUN NODE=node sh scripts/build-native.sh --required
 
 FROM node:24-bookworm-slim AS runtime
 # MALLOC_*: src/runtime/node-flags.ts, GATEWAY_ENV (a test keeps them the same).

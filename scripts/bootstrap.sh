@@ -10,7 +10,7 @@
 #    unset, neither with MOAT_LOCAL_SCANNERS=off (an address set in config/moat.ini instead of
 #    the environment is not seen here, so the package is then installed needlessly). If they
 #    cannot be installed it goes on, and the gateway then says which scanner is missing.
-# 3. The TypeScript build, into dist/.
+# 3. The TypeScript build, into dist/, and the one native module (scripts/build-native.sh).
 set -eu
 cd "$(dirname "$0")/.."
 what="${1:-start}"
@@ -46,8 +46,12 @@ case "$what" in
     ;;
 esac
 
-# 3. Build.
+# 3. Build: TypeScript, then the allocator trim (optional for start, required otherwise).
 "$NODE" node_modules/typescript/bin/tsc -p tsconfig.json
+case "$what" in
+  start) NODE="$NODE" sh scripts/build-native.sh ;;
+  *) NODE="$NODE" sh scripts/build-native.sh --required ;;
+esac
 
 # The gateway's environment and Node flags are src/runtime/node-flags.ts's (a test keeps the
 # two the same); an operator's own MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ win.

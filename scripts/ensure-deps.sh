@@ -2,10 +2,11 @@
 # ensure-deps.sh: make sure the daemons and tools Moat's tests run for real are installed.
 #
 # Checks for redis-server, redis-cli, clamd, clamscan, spamd, spamassassin, openssl,
-# prometheus and promtool (the observability tests), and docker-compose (validates the compose
-# file). With --scanners (what `npm start` needs for its local scanners) it checks only clamd
-# and spamd (Debian packages clamav-daemon, spamd, and spamassassin, which spamd runs);
-# --clamd or --spamd narrow that to one of them. When all are there it does nothing (fast, no
+# prometheus and promtool (the observability tests), docker-compose (validates the compose
+# file) and cc (Debian package gcc: builds the allocator trim, scripts/build-native.sh). With
+# --scanners (what `npm start` needs for its local scanners) it checks only clamd and spamd
+# (Debian packages clamav-daemon, spamd, and spamassassin, which spamd runs); --clamd or
+# --spamd narrow that to one of them. When all are there it does nothing (fast, no
 # network). When some are missing:
 #   - as root: one `apt-get update`, then installs the Debian packages that provide them;
 #   - otherwise: prints the packages to install and exits 1.
@@ -50,7 +51,7 @@ if [ "$clamd" = yes ] || [ "$spamd" = yes ]; then
 else
     NEEDS="redis-server:redis-server redis-cli:redis-tools clamd:clamav-daemon clamscan:clamav
 spamd:spamd spamassassin:spamassassin openssl:openssl prometheus:prometheus
-promtool:prometheus docker-compose:docker-compose"
+promtool:prometheus docker-compose:docker-compose cc:gcc"
 fi
 if [ "$bench" = yes ]; then NEEDS="$NEEDS smtp-source:postfix smtp-sink:postfix"; fi
 

@@ -127,6 +127,9 @@ const CORE_SETTINGS: readonly SettingSpec[] = [
   { section: 'smtp', key: 'idle_collect', default: '5s',
     why: 'this long without connections after traffic, a process collects garbage; 0s never',
     parse: (raw) => parseDuration(raw, 0, HOUR) },
+  { section: 'smtp', key: 'memory_trim', default: '30s',
+    why: 'this often, while there is traffic, freed memory goes back to the system; 0s never',
+    parse: (raw) => parseDuration(raw, 0, HOUR) },
 
   // ---- Accepted domains and recipients ------------------------------------------------------
   { section: 'domains', key: 'accepted', env: 'MOAT_DOMAINS', default: 'example.com',

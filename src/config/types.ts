@@ -67,6 +67,8 @@ export interface SmtpConfig {
   drainTimeoutMs: number;
   /** Quiet time after traffic before a process collects garbage (0: never). */
   idleCollectMs: number;
+  /** How often a process with traffic gives freed memory back to the system (0: never). */
+  memoryTrimMs: number;
 }
 
 export interface DownstreamConfig {

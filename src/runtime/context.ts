@@ -20,6 +20,9 @@ import {
 } from '../observability/metrics';
 import { setHookErrorReporter } from './hook';
 import { describeConnection, type HarakaConnection } from './haraka-types';
+import {
+  PeriodicTrim, trimAllocator, trimUnavailableReason, type TrimOutcome,
+} from './allocator-trim';
 import { IdleCollector } from './idle-collection';
 import { collectGarbage } from './node-flags';
 
@@ -31,6 +34,8 @@ export interface Runtime {
   connections: ConnectionRegistry;
   /** Collects garbage once the process has gone quiet after traffic (smtp.idle_collect). */
   idle: IdleCollector;
+  /** Gives the allocator's free pages back while there is traffic (smtp.memory_trim). */
+  trim: PeriodicTrim;
   /** Set when the process is draining for shutdown. */
   draining: boolean;
   /**
@@ -40,18 +45,25 @@ export interface Runtime {
   faults: Map<string, number>;
 }
 
+/** Told of every connection coming and going: the idle collection and the periodic trim. */
+export interface ConnectionWatcher {
+  connectionOpened(): void;
+  /** `stillOpen`: the connections left in this process. */
+  connectionClosed?(stillOpen: number): void;
+}
+
 export class ConnectionRegistry {
   readonly open = new Set<HarakaConnection>();
   private readonly perIp = new Map<string, number>();
+  private readonly watchers: readonly ConnectionWatcher[];
 
-  /** @param idle  told of every connection coming and going (the idle collection) */
-  constructor(
-    private readonly idle: Pick<IdleCollector, 'connectionOpened' | 'connectionClosed'>,
-  ) {}
+  constructor(...watchers: ConnectionWatcher[]) {
+    this.watchers = watchers;
+  }
 
   add(connection: HarakaConnection, ip: string): number {
     this.open.add(connection);
-    this.idle.connectionOpened();
+    for (const watcher of this.watchers) watcher.connectionOpened();
     const count = (this.perIp.get(ip) ?? 0) + 1;
     this.perIp.set(ip, count);
     return count;
@@ -62,7 +74,7 @@ export class ConnectionRegistry {
     const count = (this.perIp.get(ip) ?? 1) - 1;
     if (count <= 0) this.perIp.delete(ip);
     else this.perIp.set(ip, count);
-    this.idle.connectionClosed(this.open.size);
+    for (const watcher of this.watchers) watcher.connectionClosed?.(this.open.size);
   }
 }
 
@@ -107,28 +119,55 @@ export function getRuntime(): Runtime {
   });
 
   const idle = new IdleCollector(collectWhenIdle, config.smtp.idleCollectMs);
+  const trim = new PeriodicTrim(trimWhileBusy, config.smtp.memoryTrimMs);
+  const trimUnavailable = trimUnavailableReason();
+  if (trimUnavailable && (config.smtp.memoryTrimMs > 0 || config.smtp.idleCollectMs > 0)) {
+    log('warn', 'runtime', 'memory: the allocator cannot be trimmed; memory freed after large '
+      + 'messages stays resident (build dist/native with scripts/build-native.sh)',
+    { reason: trimUnavailable });
+  }
   runtime = {
     config, delivery, forwarder, recipients,
-    connections: new ConnectionRegistry(idle),
+    connections: new ConnectionRegistry(idle, trim),
     idle,
+    trim,
     draining: false,
     faults: parseFaults(process.env['MOAT_FAULT_INJECT'] ?? ''),
   };
   return runtime;
 }
 
-/** The idle collection, with what it gave back (debug component `runtime`). */
+const megabytes = (bytes: number): number => Math.round(bytes / 104857.6) / 10;
+
+/**
+ * The idle collection, then a trim of what the collection freed, with what they gave back
+ * (debug component `runtime`).
+ */
 function collectWhenIdle(): void {
   const before = process.memoryUsage();
   const started = performance.now();
-  if (!collectGarbage()) return;
+  const collected = collectGarbage();
+  const trimmed = trimAllocator();
+  if (!collected && trimmed === 'unavailable') return;
   const after = process.memoryUsage();
-  const mb = (bytes: number): number => Math.round(bytes / 104857.6) / 10;
   log('debug', 'runtime', 'idle: garbage collected', {
     ms: Math.round(performance.now() - started),
-    rss_mb: [mb(before.rss), mb(after.rss)],
-    heap_used_mb: [mb(before.heapUsed), mb(after.heapUsed)],
-    external_mb: [mb(before.external), mb(after.external)],
+    collected, trimmed,
+    rss_mb: [megabytes(before.rss), megabytes(after.rss)],
+    heap_used_mb: [megabytes(before.heapUsed), megabytes(after.heapUsed)],
+    external_mb: [megabytes(before.external), megabytes(after.external)],
+  });
+}
+
+/** The periodic trim under traffic (debug component `runtime`). */
+function trimWhileBusy(): void {
+  const rssBefore = process.memoryUsage.rss();
+  const started = performance.now();
+  const trimmed: TrimOutcome = trimAllocator();
+  if (trimmed === 'unavailable') return;
+  log('debug', 'runtime', 'memory: allocator trimmed', {
+    ms: Math.round((performance.now() - started) * 10) / 10, trimmed,
+    rss_mb: [megabytes(rssBefore), megabytes(process.memoryUsage.rss())],
   });
 }
 

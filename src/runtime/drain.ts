@@ -25,6 +25,7 @@ export function startDrain(runtime: Runtime, closeResources: () => Promise<void>
   if (runtime.draining) return;
   runtime.draining = true;
   runtime.idle.stop();
+  runtime.trim.stop();
   const started = Date.now();
   log('notice', 'drain', 'draining: no new connections; transactions in flight may finish', {
     open_connections: runtime.connections.open.size,

@@ -14,6 +14,8 @@
  * time it goes quiet after traffic (./idle-collection.ts).
  */
 
+import { trimAllocator } from './allocator-trim';
+
 export const GATEWAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--expose-gc'];
 
 /**
@@ -21,11 +23,15 @@ export const GATEWAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8',
  * configuration and rules), and V8 keeps the pages it grew to until its memory reducer runs,
  * which an idle gateway may not trigger: a freshly started full-pipeline worker sat at ~148 MB
  * resident. One collection of the `last-resort` flavour (it also gives emptied pages back), a
- * second after the listeners are up, brings it to ~105 MB. Nothing happens when the process
- * was started without the flag.
+ * second after the listeners are up, brings it to ~105 MB; a trim of the allocator after it
+ * gives back what the collection freed (./allocator-trim.ts). Without the flag only the trim
+ * runs.
  */
 export function collectStartUpGarbage(): void {
-  setTimeout(collectGarbage, 1000).unref();
+  setTimeout(() => {
+    collectGarbage();
+    trimAllocator();
+  }, 1000).unref();
 }
 
 /**

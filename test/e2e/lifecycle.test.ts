@@ -7,7 +7,8 @@
  * - SIGTERM drains: a transaction in flight finishes, idle clients get 421, the process exits;
  *   /readyz answers 503 from the signal on, with one process and with cluster workers.
  * - With no internal server, mail lands in the local Maildir, fsynced, before the 250.
- * - A process gone quiet after traffic collects its garbage once (smtp.idle_collect).
+ * - A process gone quiet after traffic collects its garbage once (smtp.idle_collect) and trims
+ *   the allocator; under traffic the allocator is trimmed every smtp.memory_trim.
  */
 
 import assert from 'node:assert/strict';
@@ -112,12 +113,54 @@ test('once the last connection has closed and smtp.idle_collect passed, the proc
     assert.equal((await held.command('QUIT')).code, 221);
     const line = await gateway.waitForLine(isCollection, 5000);
     assert.equal(line['component'], 'runtime');
+    assert.equal(line['collected'], true);
+    assert.ok(line['trimmed'] === 'released' || line['trimmed'] === 'nothing',
+      `the allocator was trimmed after the collection: ${String(line['trimmed'])}`);
     for (const key of ['rss_mb', 'heap_used_mb', 'external_mb']) {
       const pair = line[key] as unknown[];
       assert.ok(Array.isArray(pair) && pair.length === 2 && pair.every(Number.isFinite), key);
     }
     await sleep(1000);
     assert.equal(gateway.lines().filter(isCollection).length, 1, 'once, until traffic again');
+  } finally {
+    await gateway.stop();
+    await downstream.stop();
+  }
+});
+
+test('while there is traffic the allocator is trimmed every smtp.memory_trim, and not when '
+  + 'no connection came since the last trim', async () => {
+  const downstream = await startDownstream();
+  const gateway = await startGateway({
+    env: { MOAT_DOWNSTREAM: downstream.address, MOAT_DEBUG: 'runtime' },
+    ini: '[smtp]\nmemory_trim = 300ms\nidle_collect = 0s\n',
+  });
+  const isTrim = (line: Record<string, unknown>): boolean =>
+    line['msg'] === 'memory: allocator trimmed';
+  try {
+    assert.equal(gateway.lines().some((line) => String(line['msg']).includes('cannot be trimmed')),
+      false, 'the trim module loads');
+    const held = await SmtpTalk.connect(gateway.host, gateway.port);
+    await held.expect(220);
+    const line = await gateway.waitForLine(isTrim, 3000);
+    assert.equal(line['component'], 'runtime');
+    assert.ok(line['trimmed'] === 'released' || line['trimmed'] === 'nothing');
+    const rss = line['rss_mb'] as unknown[];
+    assert.ok(Array.isArray(rss) && rss.length === 2 && rss.every(Number.isFinite), 'rss_mb');
+
+    // No new connection: the next intervals trim nothing, even with this one still open.
+    await sleep(1000);
+    const quiet = gateway.lines().filter(isTrim).length;
+    await sleep(1000);
+    assert.equal(gateway.lines().filter(isTrim).length, quiet, 'no trim without traffic');
+
+    // A new connection: trimmed again within an interval or two.
+    const steps = await sendMail({ host: gateway.host, port: gateway.port,
+      from: 'alice@sender.example', to: ['bob@example.com'], data: 'Subject: trim\r\n\r\nb\r\n' });
+    assert.equal(steps.find((step) => step.step === 'message')?.reply.code, 250);
+    await sleep(1000);
+    assert.ok(gateway.lines().filter(isTrim).length > quiet, 'traffic again, trimmed again');
+    assert.equal((await held.command('QUIT')).code, 221);
   } finally {
     await gateway.stop();
     await downstream.stop();

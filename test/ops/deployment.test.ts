@@ -192,6 +192,9 @@ describe('Docker', () => {
     assert.match(runtime, /^USER (?!root)\S+$/m);
     assert.match(runtime, /^HEALTHCHECK .*\n?.*\/healthz/m);
     assert.doesNotMatch(runtime, /COPY (src|test|bench) /);
+    const build = dockerfile.slice(0, dockerfile.lastIndexOf('\nFROM '));
+    assert.match(build, /sh scripts\/build-native\.sh --required/, 'the allocator trim is built');
+    assert.match(runtime, /COPY --from=build \/app\/dist \.\/dist/, 'and copied with dist/');
   });
 
   test('npm start and the container run the gateway with the Node flags the tests use', () => {

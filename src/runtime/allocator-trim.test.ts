@@ -1,0 +1,97 @@
+/*
+ * The allocator trim: the built module gives freed memory back to the system (the resident
+ * size falls), a missing module is reported with its path instead of failing, and the periodic
+ * trim runs only after intervals with traffic, never after stop(). Timers are driven by hand.
+ */
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+import {
+  loadTrimModule, PeriodicTrim, TRIM_MODULE_PATH, trimAllocator, trimUnavailableReason,
+  type ScheduleRepeat,
+} from './allocator-trim';
+
+/** V8's collector, which the test runner's processes do not expose. */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
+/** A repeating scheduler whose ticks happen only when the test says so. */
+function manualInterval() {
+  const timers: Array<{ callback: () => void; ms: number; cancelled: boolean }> = [];
+  const schedule: ScheduleRepeat = (callback, ms) => {
+    const timer = { callback, ms, cancelled: false };
+    timers.push(timer);
+    return { cancel: () => { timer.cancelled = true; } };
+  };
+  const tick = (): void => {
+    for (const timer of timers) if (!timer.cancelled) timer.callback();
+  };
+  return { schedule, tick, timers };
+}
+
+describe('allocator trim', () => {
+  test('the built module is there, and trimming gives freed Buffers back', async () => {
+    assert.equal(trimUnavailableReason(), null, `build it: sh scripts/build-native.sh`);
+    trimAllocator();
+
+    // 150 MB in 64 KB blocks, glibc's arenas (below the mmap threshold of 128 KB).
+    let blocks: Buffer[] | null = [];
+    for (let i = 0; i < 2400; i += 1) blocks.push(Buffer.allocUnsafeSlow(65536).fill(7));
+    const full = process.memoryUsage.rss();
+    blocks = null;
+    // V8 frees ArrayBuffer memory on a helper thread after the collection; give it a moment.
+    collectGarbage();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    collectGarbage();
+    const freed = process.memoryUsage.rss();
+    assert.equal(trimAllocator(), 'released');
+    const trimmed = process.memoryUsage.rss();
+    const mb = (bytes: number): number => Math.round(bytes / 1048576);
+    assert.ok(full - trimmed > 100 * 1048576,
+      `rss ${mb(full)} MB full, ${mb(freed)} MB after the collection, ${mb(trimmed)} MB trimmed`);
+  });
+
+  test('a missing module is a reason naming its path, not an exception', () => {
+    const missing = `${TRIM_MODULE_PATH}.absent`;
+    const loaded = loadTrimModule(missing);
+    assert.ok('unavailable' in loaded);
+    assert.ok(loaded.unavailable.startsWith(`${missing}: `), loaded.unavailable);
+  });
+
+  test('the periodic trim runs after intervals with traffic only, and not after stop()', () => {
+    const timers = manualInterval();
+    let trims = 0;
+    const periodic = new PeriodicTrim(() => { trims += 1; }, 30_000, timers.schedule);
+    assert.equal(timers.timers.length, 0, 'no timer before any traffic');
+
+    periodic.connectionOpened();
+    periodic.connectionOpened();
+    assert.deepEqual(timers.timers.map((timer) => timer.ms), [30_000], 'one timer');
+    timers.tick();
+    assert.equal(trims, 1);
+    timers.tick();
+    assert.equal(trims, 1, 'an interval without a new connection trims nothing');
+
+    periodic.connectionOpened();
+    timers.tick();
+    assert.equal(trims, 2);
+
+    periodic.stop();
+    periodic.connectionOpened();
+    timers.tick();
+    assert.equal(trims, 2, 'stopped');
+    assert.equal(timers.timers.filter((timer) => !timer.cancelled).length, 0);
+  });
+
+  test('0 switches the periodic trim off', () => {
+    const timers = manualInterval();
+    const periodic = new PeriodicTrim(() => assert.fail('trimmed'), 0, timers.schedule);
+    periodic.connectionOpened();
+    assert.equal(timers.timers.length, 0);
+  });
+});
