@@ -19,7 +19,7 @@ import { logDecision, log } from '../src/observability/decision-log';
 import { startMetricsServer, type MetricsServer } from '../src/observability/http';
 import { setDependencyProbes } from '../src/observability/metrics-health';
 import {
-  connectionClosed, connectionOpened, countConnection,
+  connectionClosed, connectionOpened, countConnection, countMemoryCollection,
 } from '../src/observability/metrics';
 import { getRuntime, injectFault } from '../src/runtime/context';
 import { CONTINUE, hook, refuse } from '../src/runtime/hook';
@@ -54,14 +54,14 @@ export const hook_init_master = hook('init_master', async (server: HarakaServer)
     setDependencyProbes(dependencyProbes(runtime));
     log('info', 'metrics', 'metrics endpoint listening', { host, port });
   }
-  collectStartUpGarbage();
+  collectStartUpGarbage(() => countMemoryCollection('startup'));
   return CONTINUE;
 });
 
 export const hook_init_child = hook('init_child', async (server: HarakaServer) => {
   const runtime = getRuntime();
   installProxyV2Translation(server.listeners ?? [], runtime.config.smtp.proxyHosts);
-  collectStartUpGarbage();
+  collectStartUpGarbage(() => countMemoryCollection('startup'));
   return CONTINUE;
 });
 

@@ -55,6 +55,15 @@ const userName = (raw: string): string => {
   return raw.trim();
 };
 
+/** smtp.memory_high: 0 (off), or a resident size a working gateway can stay under. */
+const parseMemoryHigh = (raw: string): number => {
+  const bytes = parseSize(raw, 0, 64 * 1024 ** 3);
+  if (bytes !== 0 && bytes < 64 * 1024 ** 2) {
+    throw new ValueProblem('0 (never), or a size of at least 64M (an idle worker is ~100 MB)');
+  }
+  return bytes;
+};
+
 const CORE_SETTINGS: readonly SettingSpec[] = [
   // ---- Inbound SMTP -------------------------------------------------------------------------
   { section: 'smtp', key: 'listen', env: 'MOAT_LISTEN', default: '127.0.0.1:2525',
@@ -130,6 +139,9 @@ const CORE_SETTINGS: readonly SettingSpec[] = [
   { section: 'smtp', key: 'memory_trim', default: '30s',
     why: 'this often, while there is traffic, freed memory goes back to the system; 0s never',
     parse: (raw) => parseDuration(raw, 0, HOUR) },
+  { section: 'smtp', key: 'memory_high', default: '256M',
+    why: 'a busy process above this resident size collects garbage, at most once a second; 0 never',
+    parse: parseMemoryHigh },
 
   // ---- Accepted domains and recipients ------------------------------------------------------
   { section: 'domains', key: 'accepted', env: 'MOAT_DOMAINS', default: 'example.com',

@@ -120,6 +120,7 @@ export function loadConfig(options: LoadOptions = {}): MoatConfig {
       drainTimeoutMs: get('smtp.drain_timeout'),
       idleCollectMs: get('smtp.idle_collect'),
       memoryTrimMs: get('smtp.memory_trim'),
+      memoryHighBytes: get('smtp.memory_high'),
     },
     domains: new Map(),
     downstream: {

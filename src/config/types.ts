@@ -69,6 +69,8 @@ export interface SmtpConfig {
   idleCollectMs: number;
   /** How often a process with traffic gives freed memory back to the system (0: never). */
   memoryTrimMs: number;
+  /** Resident size above which a busy process collects garbage, in bytes (0: never). */
+  memoryHighBytes: number;
 }
 
 export interface DownstreamConfig {

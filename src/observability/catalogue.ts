@@ -13,7 +13,9 @@
 
 import { LIMIT_KINDS } from '../ratelimit/limits';
 import { FINAL_ACTIONS } from '../rules/schema';
-import { ACTIONS, CONNECTION_OUTCOMES, MAX_VALUES_PER_LABEL } from './metrics';
+import {
+  ACTIONS, COLLECTION_TRIGGERS, CONNECTION_OUTCOMES, MAX_VALUES_PER_LABEL,
+} from './metrics';
 import { CHECKS } from './metrics-checks';
 import { DNS_OUTCOMES, DNS_TYPES } from './metrics-dns';
 import { DEPENDENCIES } from './metrics-health';
@@ -201,6 +203,12 @@ export const CATALOGUE: CatalogueSection[] = [
       { name: 'moat_hook_errors_total',
         labels: { hook: 'a Haraka hook name (connect, rcpt, data_post, ...)' },
         note: 'Each one answered 451 4.3.0; any is a bug to report.' },
+      { name: 'moat_memory_collections_total', labels: { trigger: COLLECTION_TRIGGERS },
+        note: 'Each is followed by an allocator trim and pauses the process for tens of '
+          + 'milliseconds: `startup` once after start, `idle` when a process goes quiet after '
+          + 'traffic (smtp.idle_collect), `high_water` when a busy process passes '
+          + 'smtp.memory_high. `high_water` rising every second means the mark is below what '
+          + 'the traffic needs (docs/operations.md, "Memory and the spool folder").' },
       { name: 'moat_build_info',
         labels: { version: 'package.json version', node: 'Node.js version' },
         note: 'In cluster mode, the first worker\'s answer.' },

@@ -229,6 +229,21 @@ const hookErrorsTotal = new Counter({
   registers: [registry],
 });
 
+export const COLLECTION_TRIGGERS = ['startup', 'idle', 'high_water'] as const;
+
+const memoryCollectionsTotal = new Counter({
+  name: 'moat_memory_collections_total',
+  help: 'Garbage collections Moat asked for, each followed by an allocator trim, by trigger.',
+  labelNames: ['trigger'] as const,
+  registers: [registry],
+});
+for (const trigger of COLLECTION_TRIGGERS) memoryCollectionsTotal.inc({ trigger }, 0);
+
+/** startup: after the listeners are up; idle: smtp.idle_collect; high_water: smtp.memory_high. */
+export function countMemoryCollection(trigger: (typeof COLLECTION_TRIGGERS)[number]): void {
+  memoryCollectionsTotal.inc({ trigger });
+}
+
 export function observeMessageSize(bytes: number): void {
   messageSizeBytes.observe(bytes);
 }

@@ -72,7 +72,7 @@ export function trimAllocator(): TrimOutcome {
 /** Sets a repeating timer; the default is setInterval with an unref'd handle. */
 export type ScheduleRepeat = (callback: () => void, ms: number) => { cancel(): void };
 
-const unrefInterval: ScheduleRepeat = (callback, ms) => {
+export const unrefInterval: ScheduleRepeat = (callback, ms) => {
   const timer = setInterval(callback, ms);
   timer.unref();
   return { cancel: () => clearInterval(timer) };

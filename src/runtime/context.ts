@@ -16,7 +16,7 @@ import type { Delivery } from '../delivery/types';
 import { RecipientChecker } from '../envelope/recipients';
 import { initLogging, log } from '../observability/decision-log';
 import {
-  countDownstreamConnection, countHookError, observeDownstream,
+  countDownstreamConnection, countHookError, countMemoryCollection, observeDownstream,
 } from '../observability/metrics';
 import { setHookErrorReporter } from './hook';
 import { describeConnection, type HarakaConnection } from './haraka-types';
@@ -24,6 +24,7 @@ import {
   PeriodicTrim, trimAllocator, trimUnavailableReason, type TrimOutcome,
 } from './allocator-trim';
 import { IdleCollector } from './idle-collection';
+import { HighWaterCollector } from './memory-high-water';
 import { collectGarbage } from './node-flags';
 
 export interface Runtime {
@@ -36,6 +37,8 @@ export interface Runtime {
   idle: IdleCollector;
   /** Gives the allocator's free pages back while there is traffic (smtp.memory_trim). */
   trim: PeriodicTrim;
+  /** Collects garbage when a busy process passes smtp.memory_high. */
+  highWater: HighWaterCollector;
   /** Set when the process is draining for shutdown. */
   draining: boolean;
   /**
@@ -45,7 +48,7 @@ export interface Runtime {
   faults: Map<string, number>;
 }
 
-/** Told of every connection coming and going: the idle collection and the periodic trim. */
+/** Told of every connection coming and going: the collections and the periodic trim. */
 export interface ConnectionWatcher {
   connectionOpened(): void;
   /** `stillOpen`: the connections left in this process. */
@@ -120,6 +123,8 @@ export function getRuntime(): Runtime {
 
   const idle = new IdleCollector(collectWhenIdle, config.smtp.idleCollectMs);
   const trim = new PeriodicTrim(trimWhileBusy, config.smtp.memoryTrimMs);
+  const highWater = new HighWaterCollector(collectAboveHighWater, () => process.memoryUsage.rss(),
+    config.smtp.memoryHighBytes);
   const trimUnavailable = trimUnavailableReason();
   if (trimUnavailable && (config.smtp.memoryTrimMs > 0 || config.smtp.idleCollectMs > 0)) {
     log('warn', 'runtime', 'memory: the allocator cannot be trimmed; memory freed after large '
@@ -128,9 +133,8 @@ export function getRuntime(): Runtime {
   }
   runtime = {
     config, delivery, forwarder, recipients,
-    connections: new ConnectionRegistry(idle, trim),
-    idle,
-    trim,
+    connections: new ConnectionRegistry(idle, trim, highWater),
+    idle, trim, highWater,
     draining: false,
     faults: parseFaults(process.env['MOAT_FAULT_INJECT'] ?? ''),
   };
@@ -140,17 +144,19 @@ export function getRuntime(): Runtime {
 const megabytes = (bytes: number): number => Math.round(bytes / 104857.6) / 10;
 
 /**
- * The idle collection, then a trim of what the collection freed, with what they gave back
- * (debug component `runtime`).
+ * A collection, then a trim of what it freed, with what they gave back (debug component
+ * `runtime`): when the process goes quiet, and when a busy one passes smtp.memory_high.
  */
-function collectWhenIdle(): void {
+function collectAndTrim(trigger: 'idle' | 'high_water'): void {
   const before = process.memoryUsage();
   const started = performance.now();
   const collected = collectGarbage();
   const trimmed = trimAllocator();
   if (!collected && trimmed === 'unavailable') return;
+  countMemoryCollection(trigger);
   const after = process.memoryUsage();
-  log('debug', 'runtime', 'idle: garbage collected', {
+  log('debug', 'runtime', trigger === 'idle' ? 'idle: garbage collected'
+    : 'memory: above smtp.memory_high, garbage collected', {
     ms: Math.round(performance.now() - started),
     collected, trimmed,
     rss_mb: [megabytes(before.rss), megabytes(after.rss)],
@@ -158,6 +164,9 @@ function collectWhenIdle(): void {
     external_mb: [megabytes(before.external), megabytes(after.external)],
   });
 }
+
+const collectWhenIdle = (): void => collectAndTrim('idle');
+const collectAboveHighWater = (): void => collectAndTrim('high_water');
 
 /** The periodic trim under traffic (debug component `runtime`). */
 function trimWhileBusy(): void {

@@ -26,6 +26,7 @@ export function startDrain(runtime: Runtime, closeResources: () => Promise<void>
   runtime.draining = true;
   runtime.idle.stop();
   runtime.trim.stop();
+  runtime.highWater.stop();
   const started = Date.now();
   log('notice', 'drain', 'draining: no new connections; transactions in flight may finish', {
     open_connections: runtime.connections.open.size,

@@ -25,12 +25,13 @@ export const GATEWAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8',
  * resident. One collection of the `last-resort` flavour (it also gives emptied pages back), a
  * second after the listeners are up, brings it to ~105 MB; a trim of the allocator after it
  * gives back what the collection freed (./allocator-trim.ts). Without the flag only the trim
- * runs.
+ * runs. `onDone` follows a collection (the metric of collections).
  */
-export function collectStartUpGarbage(): void {
+export function collectStartUpGarbage(onDone: () => void = () => {}): void {
   setTimeout(() => {
-    collectGarbage();
+    const collected = collectGarbage();
     trimAllocator();
+    if (collected) onDone();
   }, 1000).unref();
 }
 

@@ -8,7 +8,8 @@
  *   /readyz answers 503 from the signal on, with one process and with cluster workers.
  * - With no internal server, mail lands in the local Maildir, fsynced, before the 250.
  * - A process gone quiet after traffic collects its garbage once (smtp.idle_collect) and trims
- *   the allocator; under traffic the allocator is trimmed every smtp.memory_trim.
+ *   the allocator; under traffic the allocator is trimmed every smtp.memory_trim; a busy process
+ *   above smtp.memory_high collects, less and less often while that gives nothing back.
  */
 
 import assert from 'node:assert/strict';
@@ -163,6 +164,61 @@ test('while there is traffic the allocator is trimmed every smtp.memory_trim, an
     assert.equal((await held.command('QUIT')).code, 221);
   } finally {
     await gateway.stop();
+    await downstream.stop();
+  }
+});
+
+test('a process above smtp.memory_high collects while a connection is open, waiting longer '
+  + 'each time it stays above; below the mark it never does', async () => {
+  const downstream = await startDownstream();
+  // 64M, the lowest allowed: every process is above it, so collecting never gets it below.
+  const low = await startGateway({
+    env: { MOAT_DOWNSTREAM: downstream.address, MOAT_DEBUG: 'runtime' },
+    ini: '[smtp]\nmemory_high = 64M\nidle_collect = 0s\n',
+  });
+  const high = await startGateway({
+    env: { MOAT_DOWNSTREAM: downstream.address, MOAT_DEBUG: 'runtime' },
+    ini: '[smtp]\nmemory_high = 8G\nidle_collect = 0s\n',
+  });
+  const isCollection = (line: Record<string, unknown>): boolean =>
+    line['msg'] === 'memory: above smtp.memory_high, garbage collected';
+  const highWaterCount = async (gateway: Gateway): Promise<number> => {
+    const found = /^moat_memory_collections_total\{trigger="high_water"\} (\d+)$/m
+      .exec(await gateway.metrics());
+    assert.ok(found, 'the high_water series is there from the start');
+    return Number(found[1]);
+  };
+  try {
+    await sleep(1500);
+    assert.equal(low.lines().some(isCollection), false, 'no connection yet: no checks');
+    const held = await Promise.all([low, high].map(async (gateway) => {
+      const talk = await SmtpTalk.connect(gateway.host, gateway.port);
+      await talk.expect(220);
+      return talk;
+    }));
+    // Checks once a second; the waits after collections that left it above: 0, 2 s, 4 s.
+    await sleep(4500);
+    const lines = low.lines().filter(isCollection);
+    assert.ok(lines.length >= 2 && lines.length <= 3, `collections: ${lines.length}`);
+    const first = lines[0] as Record<string, unknown>;
+    assert.equal(first['component'], 'runtime');
+    assert.equal(first['collected'], true);
+    const rss = first['rss_mb'] as unknown[];
+    assert.ok(Array.isArray(rss) && rss.length === 2 && rss.every(Number.isFinite), 'rss_mb');
+    assert.equal(await highWaterCount(low), lines.length);
+
+    assert.equal(high.lines().some(isCollection), false, 'below 8G: never');
+    assert.equal(await highWaterCount(high), 0);
+
+    // The last connection closed: the checks stop.
+    for (const talk of held) assert.equal((await talk.command('QUIT')).code, 221);
+    await sleep(200);
+    const atClose = low.lines().filter(isCollection).length;
+    await sleep(4500);
+    assert.equal(low.lines().filter(isCollection).length, atClose, 'no connection: no checks');
+  } finally {
+    await low.stop();
+    await high.stop();
     await downstream.stop();
   }
 });
