@@ -8,8 +8,9 @@
 #    them when running as root, and otherwise says what to install). `start` needs only the
 #    scanners it will run itself: clamd when MOAT_CLAMD is unset, spamd when MOAT_SPAMD is
 #    unset, neither with MOAT_LOCAL_SCANNERS=off (an address set in config/moat.ini instead of
-#    the environment is not seen here, so the package is then installed needlessly). If they
-#    cannot be installed it goes on, and the gateway then says which scanner is missing.
+#    the environment is not seen here, so the package is then installed needlessly), and the C
+#    compiler for step 3. If they cannot be installed it goes on, and the gateway then says
+#    which scanner is missing, or that it runs without the allocator trim.
 # 3. The TypeScript build, into dist/, and the one native module (scripts/build-native.sh).
 set -eu
 cd "$(dirname "$0")/.."
@@ -33,16 +34,14 @@ case "$what" in
   test) sh scripts/ensure-deps.sh ;;
   bench|soak) sh scripts/ensure-deps.sh --bench ;;
   start)
-    scanners=""
+    wanted="--cc"
     if [ "${MOAT_LOCAL_SCANNERS:-auto}" != off ]; then
-      if [ -z "${MOAT_CLAMD:-}" ]; then scanners="--clamd"; fi
-      if [ -z "${MOAT_SPAMD:-}" ]; then scanners="$scanners --spamd"; fi
+      if [ -z "${MOAT_CLAMD:-}" ]; then wanted="$wanted --clamd"; fi
+      if [ -z "${MOAT_SPAMD:-}" ]; then wanted="$wanted --spamd"; fi
     fi
-    if [ -n "$scanners" ]; then
-      # shellcheck disable=SC2086 # one or two flags, meant to split into words
-      sh scripts/ensure-deps.sh $scanners \
-        || echo "moat: continuing without the missing packages" >&2
-    fi
+    # shellcheck disable=SC2086 # one to three flags, meant to split into words
+    sh scripts/ensure-deps.sh $wanted \
+      || echo "moat: continuing without the missing packages" >&2
     ;;
 esac
 

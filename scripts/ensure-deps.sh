@@ -6,7 +6,8 @@
 # file) and cc (Debian package gcc: builds the allocator trim, scripts/build-native.sh). With
 # --scanners (what `npm start` needs for its local scanners) it checks only clamd and spamd
 # (Debian packages clamav-daemon, spamd, and spamassassin, which spamd runs); --clamd or
-# --spamd narrow that to one of them. When all are there it does nothing (fast, no
+# --spamd narrow that to one of them, and --cc asks for the compiler alone (`npm start` gives
+# it with or without the scanners). When all are there it does nothing (fast, no
 # network). When some are missing:
 #   - as root: one `apt-get update`, then installs the Debian packages that provide them;
 #   - otherwise: prints the packages to install and exits 1.
@@ -21,16 +22,17 @@
 # "No configuration": no main.cf is written, so no Postfix daemon runs or listens afterwards
 # (the benchmark starts smtp-sink itself on a loopback port and stops it).
 #
-# Usage: sh scripts/ensure-deps.sh [--check] [--bench | --scanners | --clamd | --spamd]
+# Usage: sh scripts/ensure-deps.sh [--check] [--bench | --scanners | --clamd | --spamd | --cc]
 #   --check: report only, never install
 
 set -eu
 
-usage="usage: ensure-deps.sh [--check] [--bench | --scanners | --clamd | --spamd]"
+usage="usage: ensure-deps.sh [--check] [--bench | --scanners | --clamd | --spamd | --cc]"
 check_only=no
 bench=no
 clamd=no
 spamd=no
+cc=no
 for arg in "$@"; do
     case "$arg" in
         --check) check_only=yes ;;
@@ -38,16 +40,18 @@ for arg in "$@"; do
         --scanners) clamd=yes; spamd=yes ;;
         --clamd) clamd=yes ;;
         --spamd) spamd=yes ;;
+        --cc) cc=yes ;;
         *) echo "$usage" >&2; exit 64 ;;
     esac
 done
 
 # command:package pairs. Daemons live in /usr/sbin, which a non-root PATH may lack.
-if [ "$clamd" = yes ] || [ "$spamd" = yes ]; then
-    # Only the local scanners of `npm start`: no test tools.
+if [ "$clamd" = yes ] || [ "$spamd" = yes ] || [ "$cc" = yes ]; then
+    # Only what `npm start` asked for: no test tools.
     NEEDS=""
     if [ "$clamd" = yes ]; then NEEDS="clamd:clamav-daemon"; fi
     if [ "$spamd" = yes ]; then NEEDS="$NEEDS spamd:spamd spamassassin:spamassassin"; fi
+    if [ "$cc" = yes ]; then NEEDS="$NEEDS cc:gcc"; fi
 else
     NEEDS="redis-server:redis-server redis-cli:redis-tools clamd:clamav-daemon clamscan:clamav
 spamd:spamd spamassassin:spamassassin openssl:openssl prometheus:prometheus

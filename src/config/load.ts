@@ -119,7 +119,7 @@ export function loadConfig(options: LoadOptions = {}): MoatConfig {
       runAsGroup: get<string>('smtp.run_as_group') || null,
       drainTimeoutMs: get('smtp.drain_timeout'),
       idleCollectMs: get('smtp.idle_collect'),
-      memoryTrimMs: get('smtp.memory_trim'),
+      busyCollectMs: get('smtp.busy_collect'),
       memoryHighBytes: get('smtp.memory_high'),
     },
     domains: new Map(),

@@ -67,8 +67,8 @@ export interface SmtpConfig {
   drainTimeoutMs: number;
   /** Quiet time after traffic before a process collects garbage (0: never). */
   idleCollectMs: number;
-  /** How often a process with traffic gives freed memory back to the system (0: never). */
-  memoryTrimMs: number;
+  /** How often a process with traffic collects garbage and trims the allocator (0: never). */
+  busyCollectMs: number;
   /** Resident size above which a busy process collects garbage, in bytes (0: never). */
   memoryHighBytes: number;
 }

@@ -204,9 +204,10 @@ export const CATALOGUE: CatalogueSection[] = [
         labels: { hook: 'a Haraka hook name (connect, rcpt, data_post, ...)' },
         note: 'Each one answered 451 4.3.0; any is a bug to report.' },
       { name: 'moat_memory_collections_total', labels: { trigger: COLLECTION_TRIGGERS },
-        note: 'Each is followed by an allocator trim and pauses the process for tens of '
-          + 'milliseconds: `startup` once after start, `idle` when a process goes quiet after '
-          + 'traffic (smtp.idle_collect), `high_water` when a busy process passes '
+        note: 'Each pauses the process for tens of milliseconds: `startup` once after '
+          + 'start, `idle` when a process goes quiet after '
+          + 'traffic (smtp.idle_collect), `busy` every smtp.busy_collect under traffic, '
+          + '`high_water` when a busy process passes '
           + 'smtp.memory_high. `high_water` rising every second means the mark is below what '
           + 'the traffic needs (docs/operations.md, "Memory and the spool folder").' },
       { name: 'moat_build_info',

@@ -229,7 +229,7 @@ const hookErrorsTotal = new Counter({
   registers: [registry],
 });
 
-export const COLLECTION_TRIGGERS = ['startup', 'idle', 'high_water'] as const;
+export const COLLECTION_TRIGGERS = ['startup', 'idle', 'busy', 'high_water'] as const;
 
 const memoryCollectionsTotal = new Counter({
   name: 'moat_memory_collections_total',
@@ -239,7 +239,10 @@ const memoryCollectionsTotal = new Counter({
 });
 for (const trigger of COLLECTION_TRIGGERS) memoryCollectionsTotal.inc({ trigger }, 0);
 
-/** startup: after the listeners are up; idle: smtp.idle_collect; high_water: smtp.memory_high. */
+/**
+ * startup: after the listeners are up; idle: smtp.idle_collect; busy: smtp.busy_collect;
+ * high_water: smtp.memory_high.
+ */
 export function countMemoryCollection(trigger: (typeof COLLECTION_TRIGGERS)[number]): void {
   memoryCollectionsTotal.inc({ trigger });
 }

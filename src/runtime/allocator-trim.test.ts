@@ -1,7 +1,6 @@
 /*
  * The allocator trim: the built module gives freed memory back to the system (the resident
- * size falls), a missing module is reported with its path instead of failing, and the periodic
- * trim runs only after intervals with traffic, never after stop(). Timers are driven by hand.
+ * size falls), and a missing module is reported with its path instead of failing.
  */
 
 import assert from 'node:assert/strict';
@@ -10,28 +9,13 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 import {
-  loadTrimModule, PeriodicTrim, TRIM_MODULE_PATH, trimAllocator, trimUnavailableReason,
-  type ScheduleRepeat,
+  loadTrimModule, TRIM_MODULE_PATH, trimAllocator, trimUnavailableReason,
 } from './allocator-trim';
 
 /** V8's collector, which the test runner's processes do not expose. */
 function collectGarbage(): void {
   setFlagsFromString('--expose-gc');
   (runInNewContext('gc') as () => void)();
-}
-
-/** A repeating scheduler whose ticks happen only when the test says so. */
-function manualInterval() {
-  const timers: Array<{ callback: () => void; ms: number; cancelled: boolean }> = [];
-  const schedule: ScheduleRepeat = (callback, ms) => {
-    const timer = { callback, ms, cancelled: false };
-    timers.push(timer);
-    return { cancel: () => { timer.cancelled = true; } };
-  };
-  const tick = (): void => {
-    for (const timer of timers) if (!timer.cancelled) timer.callback();
-  };
-  return { schedule, tick, timers };
 }
 
 describe('allocator trim', () => {
@@ -61,37 +45,5 @@ describe('allocator trim', () => {
     const loaded = loadTrimModule(missing);
     assert.ok('unavailable' in loaded);
     assert.ok(loaded.unavailable.startsWith(`${missing}: `), loaded.unavailable);
-  });
-
-  test('the periodic trim runs after intervals with traffic only, and not after stop()', () => {
-    const timers = manualInterval();
-    let trims = 0;
-    const periodic = new PeriodicTrim(() => { trims += 1; }, 30_000, timers.schedule);
-    assert.equal(timers.timers.length, 0, 'no timer before any traffic');
-
-    periodic.connectionOpened();
-    periodic.connectionOpened();
-    assert.deepEqual(timers.timers.map((timer) => timer.ms), [30_000], 'one timer');
-    timers.tick();
-    assert.equal(trims, 1);
-    timers.tick();
-    assert.equal(trims, 1, 'an interval without a new connection trims nothing');
-
-    periodic.connectionOpened();
-    timers.tick();
-    assert.equal(trims, 2);
-
-    periodic.stop();
-    periodic.connectionOpened();
-    timers.tick();
-    assert.equal(trims, 2, 'stopped');
-    assert.equal(timers.timers.filter((timer) => !timer.cancelled).length, 0);
-  });
-
-  test('0 switches the periodic trim off', () => {
-    const timers = manualInterval();
-    const periodic = new PeriodicTrim(() => assert.fail('trimmed'), 0, timers.schedule);
-    periodic.connectionOpened();
-    assert.equal(timers.timers.length, 0);
   });
 });

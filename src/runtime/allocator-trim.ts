@@ -9,10 +9,9 @@
  * malloc_trim (probe of 2026-12-04, the benchmark's corpus). Node has no call for it, so a
  * Node-API module built from native/malloc-trim.c (scripts/build-native.sh) provides one.
  *
- * Two callers: the idle collection, right after its garbage collection (./context.ts), and a
- * periodic trim every smtp.memory_trim while there is traffic (PeriodicTrim below). A trim
- * takes a few milliseconds (5-6 ms to give back 190 MB; 0.02 ms when there is nothing), during
- * which the process answers nobody; pages given back cost a page fault when used again.
+ * Called after every collection Moat asks for (start-up, idle, busy and high-water: ./context.ts).
+ * A trim takes a few milliseconds (5-6 ms to give back 190 MB; 0.02 ms when there is nothing),
+ * during which the process answers nobody; pages given back cost a page fault when used again.
  *
  * Needs: dist/native/malloc-trim.node. Without it (no C compiler when the gateway was built, a
  * C library other than glibc) nothing is trimmed and the gateway says so once at start; mail
@@ -67,53 +66,4 @@ export function trimAllocator(): TrimOutcome {
   const state = load();
   if ('unavailable' in state) return 'unavailable';
   return state.module.trim() === 1 ? 'released' : 'nothing';
-}
-
-/** Sets a repeating timer; the default is setInterval with an unref'd handle. */
-export type ScheduleRepeat = (callback: () => void, ms: number) => { cancel(): void };
-
-export const unrefInterval: ScheduleRepeat = (callback, ms) => {
-  const timer = setInterval(callback, ms);
-  timer.unref();
-  return { cancel: () => clearInterval(timer) };
-};
-
-/**
- * Trims every intervalMs, but only after an interval in which a connection was opened: a quiet
- * process has nothing new to give back (its idle collection already trimmed).
- */
-export class PeriodicTrim {
-  private trafficSeen = false;
-  private timer: { cancel(): void } | null = null;
-  private stopped = false;
-
-  /**
-   * @param trim        one trim; its outcome is ignored here
-   * @param intervalMs  0 switches the periodic trim off
-   */
-  constructor(
-    private readonly trim: () => void,
-    private readonly intervalMs: number,
-    private readonly schedule: ScheduleRepeat = unrefInterval,
-  ) {}
-
-  /** A connection was opened; starts the timer the first time. */
-  connectionOpened(): void {
-    this.trafficSeen = true;
-    if (this.timer || this.stopped || this.intervalMs <= 0) return;
-    this.timer = this.schedule(() => this.tick(), this.intervalMs);
-  }
-
-  /** Draining or shutting down: no more trims. */
-  stop(): void {
-    this.stopped = true;
-    this.timer?.cancel();
-    this.timer = null;
-  }
-
-  private tick(): void {
-    if (!this.trafficSeen) return;
-    this.trafficSeen = false;
-    this.trim();
-  }
 }

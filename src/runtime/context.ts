@@ -20,9 +20,8 @@ import {
 } from '../observability/metrics';
 import { setHookErrorReporter } from './hook';
 import { describeConnection, type HarakaConnection } from './haraka-types';
-import {
-  PeriodicTrim, trimAllocator, trimUnavailableReason, type TrimOutcome,
-} from './allocator-trim';
+import { trimAllocator, trimUnavailableReason } from './allocator-trim';
+import { BusyCollector } from './busy-collection';
 import { IdleCollector } from './idle-collection';
 import { HighWaterCollector } from './memory-high-water';
 import { collectGarbage } from './node-flags';
@@ -35,8 +34,8 @@ export interface Runtime {
   connections: ConnectionRegistry;
   /** Collects garbage once the process has gone quiet after traffic (smtp.idle_collect). */
   idle: IdleCollector;
-  /** Gives the allocator's free pages back while there is traffic (smtp.memory_trim). */
-  trim: PeriodicTrim;
+  /** Collects garbage and trims every smtp.busy_collect while there is traffic. */
+  busy: BusyCollector;
   /** Collects garbage when a busy process passes smtp.memory_high. */
   highWater: HighWaterCollector;
   /** Set when the process is draining for shutdown. */
@@ -122,19 +121,19 @@ export function getRuntime(): Runtime {
   });
 
   const idle = new IdleCollector(collectWhenIdle, config.smtp.idleCollectMs);
-  const trim = new PeriodicTrim(trimWhileBusy, config.smtp.memoryTrimMs);
+  const busy = new BusyCollector(() => collectAndTrim('busy'), config.smtp.busyCollectMs);
   const highWater = new HighWaterCollector(collectAboveHighWater, () => process.memoryUsage.rss(),
     config.smtp.memoryHighBytes);
   const trimUnavailable = trimUnavailableReason();
-  if (trimUnavailable && (config.smtp.memoryTrimMs > 0 || config.smtp.idleCollectMs > 0)) {
+  if (trimUnavailable) {
     log('warn', 'runtime', 'memory: the allocator cannot be trimmed; memory freed after large '
       + 'messages stays resident (build dist/native with scripts/build-native.sh)',
     { reason: trimUnavailable });
   }
   runtime = {
     config, delivery, forwarder, recipients,
-    connections: new ConnectionRegistry(idle, trim, highWater),
-    idle, trim, highWater,
+    connections: new ConnectionRegistry(idle, busy, highWater),
+    idle, busy, highWater,
     draining: false,
     faults: parseFaults(process.env['MOAT_FAULT_INJECT'] ?? ''),
   };
@@ -145,9 +144,10 @@ const megabytes = (bytes: number): number => Math.round(bytes / 104857.6) / 10;
 
 /**
  * A collection, then a trim of what it freed, with what they gave back (debug component
- * `runtime`): when the process goes quiet, and when a busy one passes smtp.memory_high.
+ * `runtime`): when the process goes quiet, every smtp.busy_collect under traffic, and when a
+ * busy process passes smtp.memory_high.
  */
-function collectAndTrim(trigger: 'idle' | 'high_water'): void {
+function collectAndTrim(trigger: 'idle' | 'busy' | 'high_water'): void {
   const before = process.memoryUsage();
   const started = performance.now();
   const collected = collectGarbage();
@@ -155,8 +155,7 @@ function collectAndTrim(trigger: 'idle' | 'high_water'): void {
   if (!collected && trimmed === 'unavailable') return;
   countMemoryCollection(trigger);
   const after = process.memoryUsage();
-  log('debug', 'runtime', trigger === 'idle' ? 'idle: garbage collected'
-    : 'memory: above smtp.memory_high, garbage collected', {
+  log('debug', 'runtime', COLLECTION_MESSAGES[trigger], {
     ms: Math.round(performance.now() - started),
     collected, trimmed,
     rss_mb: [megabytes(before.rss), megabytes(after.rss)],
@@ -165,20 +164,14 @@ function collectAndTrim(trigger: 'idle' | 'high_water'): void {
   });
 }
 
+const COLLECTION_MESSAGES = {
+  idle: 'idle: garbage collected',
+  busy: 'memory: periodic collection',
+  high_water: 'memory: above smtp.memory_high, garbage collected',
+} as const;
+
 const collectWhenIdle = (): void => collectAndTrim('idle');
 const collectAboveHighWater = (): void => collectAndTrim('high_water');
-
-/** The periodic trim under traffic (debug component `runtime`). */
-function trimWhileBusy(): void {
-  const rssBefore = process.memoryUsage.rss();
-  const started = performance.now();
-  const trimmed: TrimOutcome = trimAllocator();
-  if (trimmed === 'unavailable') return;
-  log('debug', 'runtime', 'memory: allocator trimmed', {
-    ms: Math.round((performance.now() - started) * 10) / 10, trimmed,
-    rss_mb: [megabytes(rssBefore), megabytes(process.memoryUsage.rss())],
-  });
-}
 
 function downstreamOutcome(outcome: string): 'ok' | 'tempfail' | 'permfail' | 'timeout' | 'error' {
   switch (outcome) {

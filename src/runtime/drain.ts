@@ -25,7 +25,7 @@ export function startDrain(runtime: Runtime, closeResources: () => Promise<void>
   if (runtime.draining) return;
   runtime.draining = true;
   runtime.idle.stop();
-  runtime.trim.stop();
+  runtime.busy.stop();
   runtime.highWater.stop();
   const started = Date.now();
   log('notice', 'drain', 'draining: no new connections; transactions in flight may finish', {

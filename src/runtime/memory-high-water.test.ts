@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import type { ScheduleRepeat } from './allocator-trim';
+import type { ScheduleRepeat } from './busy-collection';
 import { CHECK_EVERY_MS, HighWaterCollector } from './memory-high-water';
 
 const MB = 1024 * 1024;

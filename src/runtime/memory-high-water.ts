@@ -24,7 +24,7 @@
  * pauses every connection of the process for its duration.
  */
 
-import { unrefInterval, type ScheduleRepeat } from './allocator-trim';
+import { unrefInterval, type ScheduleRepeat } from './busy-collection';
 
 export const CHECK_EVERY_MS = 1000;
 const LONGEST_WAIT_MS = 60_000;
