@@ -120,10 +120,10 @@ export function getRuntime(): Runtime {
     });
   });
 
-  const idle = new IdleCollector(collectWhenIdle, config.smtp.idleCollectMs);
+  const idle = new IdleCollector(() => collectAndTrim('idle'), config.smtp.idleCollectMs);
   const busy = new BusyCollector(() => collectAndTrim('busy'), config.smtp.busyCollectMs);
-  const highWater = new HighWaterCollector(collectAboveHighWater, () => process.memoryUsage.rss(),
-    config.smtp.memoryHighBytes);
+  const highWater = new HighWaterCollector(() => collectAndTrim('high_water'),
+    () => process.memoryUsage.rss(), config.smtp.memoryHighBytes);
   const trimUnavailable = trimUnavailableReason();
   if (trimUnavailable) {
     log('warn', 'runtime', 'memory: the allocator cannot be trimmed; memory freed after large '
@@ -153,7 +153,7 @@ function collectAndTrim(trigger: 'idle' | 'busy' | 'high_water'): void {
   const collected = collectGarbage();
   const trimmed = trimAllocator();
   if (!collected && trimmed === 'unavailable') return;
-  countMemoryCollection(trigger);
+  if (collected) countMemoryCollection(trigger);
   const after = process.memoryUsage();
   log('debug', 'runtime', COLLECTION_MESSAGES[trigger], {
     ms: Math.round(performance.now() - started),
@@ -169,9 +169,6 @@ const COLLECTION_MESSAGES = {
   busy: 'memory: periodic collection',
   high_water: 'memory: above smtp.memory_high, garbage collected',
 } as const;
-
-const collectWhenIdle = (): void => collectAndTrim('idle');
-const collectAboveHighWater = (): void => collectAndTrim('high_water');
 
 function downstreamOutcome(outcome: string): 'ok' | 'tempfail' | 'permfail' | 'timeout' | 'error' {
   switch (outcome) {
