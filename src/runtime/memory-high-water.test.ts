@@ -46,7 +46,8 @@ function rig(highMb: number) {
 }
 
 describe('high-water collection', () => {
-  test('no check before a connection, and none after the last one closed', () => {
+  test('no check before a connection; after the last one closed, one check for the second it '
+    + 'came in, then none', () => {
     const { collector, state, run, running } = rig(256);
     state.rssMb = 400;
     run(5);
@@ -55,11 +56,28 @@ describe('high-water collection', () => {
     collector.connectionOpened();
     assert.ok(running());
     collector.connectionClosed(1);
-    assert.ok(running(), 'one connection is still open');
     collector.connectionClosed(0);
-    assert.ok(!running());
+    run(1);
+    assert.deepEqual(state.collections, [6000], 'the second in which traffic came is checked');
+    run(1);
+    assert.ok(!running(), 'quiet: the checks stop');
     run(5);
-    assert.deepEqual(state.collections, []);
+    assert.deepEqual(state.collections, [6000]);
+  });
+
+  test('short connections one after another, none open at a check, keep the checks going', () => {
+    const { collector, state, run, running, timersStarted } = rig(256);
+    state.rssMb = 300;
+    state.rssAfterCollectMb = 200;
+    for (let second = 0; second < 5; second += 1) {
+      collector.connectionOpened();
+      collector.connectionClosed(0);
+      run(1);
+      state.rssMb = 300;
+    }
+    assert.deepEqual(state.collections, [1000, 2000, 3000, 4000, 5000]);
+    assert.ok(running());
+    assert.equal(timersStarted(), 1, 'one timer all along');
   });
 
   test('below the mark nothing happens; above it, one collection per check', () => {

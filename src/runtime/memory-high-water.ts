@@ -17,8 +17,9 @@
  * ./context.ts). A collection that leaves the process above the mark means the memory is in
  * use, not pooled: the next one waits twice as long, up to a minute, so a process that
  * legitimately holds more than the mark does not pause every second for nothing; the wait
- * starts over once a reading is below the mark. When the last connection closes the checks
- * stop, and the idle collection (./idle-collection.ts) takes over.
+ * starts over once a reading is below the mark. The checks stop at the first one that finds no
+ * connection open and none opened since the one before (short connections one after another
+ * keep them going), and the idle collection (./idle-collection.ts) takes over.
  *
  * Needs: the collector and the reader it is given. Decides nothing about mail; a collection
  * pauses every connection of the process for its duration.
@@ -32,6 +33,8 @@ const LONGEST_WAIT_MS = 60_000;
 export class HighWaterCollector {
   private timer: { cancel(): void } | null = null;
   private stopped = false;
+  private open = 0;
+  private openedSinceCheck = false;
   /** A collection waits this long after the previous one (0 after a reading below the mark). */
   private waitMs = 0;
   private lastCollectionAt = -Infinity;
@@ -50,17 +53,17 @@ export class HighWaterCollector {
     private readonly schedule: ScheduleRepeat = unrefInterval,
   ) {}
 
-  /** A connection was opened: checks run while any is open. */
+  /** A connection was opened: checks run from now on while there is traffic. */
   connectionOpened(): void {
+    this.open += 1;
+    this.openedSinceCheck = true;
     if (this.timer || this.stopped || this.highBytes <= 0) return;
     this.timer = this.schedule(() => this.check(), CHECK_EVERY_MS);
   }
 
-  /** `stillOpen`: the connections left; with none, the checks stop. */
+  /** `stillOpen`: the connections left in this process. */
   connectionClosed(stillOpen: number): void {
-    if (stillOpen > 0) return;
-    this.timer?.cancel();
-    this.timer = null;
+    this.open = stillOpen;
   }
 
   /** Draining or shutting down: no more checks. */
@@ -71,6 +74,14 @@ export class HighWaterCollector {
   }
 
   private check(): void {
+    if (this.open === 0 && !this.openedSinceCheck) {
+      // Quiet: no more checks until the next connection, and the waits start over.
+      this.timer?.cancel();
+      this.timer = null;
+      this.waitMs = 0;
+      return;
+    }
+    this.openedSinceCheck = false;
     if (this.readRss() <= this.highBytes) {
       this.waitMs = 0;
       return;
