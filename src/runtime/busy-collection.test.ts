@@ -6,12 +6,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { BusyCollector, type ScheduleRepeat } from './busy-collection';
+import { BusyCollector } from './busy-collection';
+import type { Schedule } from './timers';
 
 /** A repeating scheduler whose ticks happen only when the test says so. */
 function manualInterval() {
   const timers: Array<{ callback: () => void; ms: number; cancelled: boolean }> = [];
-  const schedule: ScheduleRepeat = (callback, ms) => {
+  const schedule: Schedule = (callback, ms) => {
     const timer = { callback, ms, cancelled: false };
     timers.push(timer);
     return { cancel: () => { timer.cancelled = true; } };

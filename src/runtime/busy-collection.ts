@@ -17,14 +17,7 @@
  * Needs: the collector it is given. Decides nothing about mail.
  */
 
-/** Sets a repeating timer; the default is setInterval with an unref'd handle. */
-export type ScheduleRepeat = (callback: () => void, ms: number) => { cancel(): void };
-
-export const unrefInterval: ScheduleRepeat = (callback, ms) => {
-  const timer = setInterval(callback, ms);
-  timer.unref();
-  return { cancel: () => clearInterval(timer) };
-};
+import { unrefInterval, type Schedule } from './timers';
 
 export class BusyCollector {
   private trafficSeen = false;
@@ -38,7 +31,7 @@ export class BusyCollector {
   constructor(
     private readonly collect: () => void,
     private readonly intervalMs: number,
-    private readonly schedule: ScheduleRepeat = unrefInterval,
+    private readonly schedule: Schedule = unrefInterval,
   ) {}
 
   /** A connection was opened; starts the timer the first time. */

@@ -7,12 +7,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { IdleCollector, type ScheduleIdle } from './idle-collection';
+import { IdleCollector } from './idle-collection';
+import type { Schedule } from './timers';
 
 /** A scheduler whose timers fire only when the test says so. */
 function manualTimers() {
   const timers: Array<{ callback: () => void; ms: number; cancelled: boolean }> = [];
-  const schedule: ScheduleIdle = (callback, ms) => {
+  const schedule: Schedule = (callback, ms) => {
     const timer = { callback, ms, cancelled: false };
     timers.push(timer);
     return { cancel: () => { timer.cancelled = true; } };

@@ -14,14 +14,7 @@
  * does nothing). Decides nothing about mail.
  */
 
-/** Sets a timer; the default is setTimeout with an unref'd handle. */
-export type ScheduleIdle = (callback: () => void, ms: number) => { cancel(): void };
-
-const unrefTimeout: ScheduleIdle = (callback, ms) => {
-  const timer = setTimeout(callback, ms);
-  timer.unref();
-  return { cancel: () => clearTimeout(timer) };
-};
+import { unrefTimeout, type Schedule } from './timers';
 
 export class IdleCollector {
   /** Connections opened since the last collection: nothing to give back without them. */
@@ -36,7 +29,7 @@ export class IdleCollector {
   constructor(
     private readonly collect: () => void,
     private readonly idleMs: number,
-    private readonly schedule: ScheduleIdle = unrefTimeout,
+    private readonly schedule: Schedule = unrefTimeout,
   ) {}
 
   /** A connection was registered: the process is not idle. */

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import type { ScheduleRepeat } from './busy-collection';
+import type { Schedule } from './timers';
 import { CHECK_EVERY_MS, HighWaterCollector } from './memory-high-water';
 
 const MB = 1024 * 1024;
@@ -17,7 +17,7 @@ function rig(highMb: number) {
   const state = { now: 0, rssMb: 100, rssAfterCollectMb: 100, collections: [] as number[] };
   let timer: { callback: () => void; cancelled: boolean } | null = null;
   let timersStarted = 0;
-  const schedule: ScheduleRepeat = (callback, ms) => {
+  const schedule: Schedule = (callback, ms) => {
     assert.equal(ms, CHECK_EVERY_MS);
     timersStarted += 1;
     const current = { callback, cancelled: false };

@@ -25,7 +25,7 @@
  * pauses every connection of the process for its duration.
  */
 
-import { unrefInterval, type ScheduleRepeat } from './busy-collection';
+import { unrefInterval, type Schedule } from './timers';
 
 export const CHECK_EVERY_MS = 1000;
 const LONGEST_WAIT_MS = 60_000;
@@ -50,7 +50,7 @@ export class HighWaterCollector {
     private readonly readRss: () => number,
     private readonly highBytes: number,
     private readonly now: () => number = () => performance.now(),
-    private readonly schedule: ScheduleRepeat = unrefInterval,
+    private readonly schedule: Schedule = unrefInterval,
   ) {}
 
   /** A connection was opened: checks run from now on while there is traffic. */
